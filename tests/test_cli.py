@@ -1,0 +1,48 @@
+"""The installed `groupinf` console script: help, argument errors and the demo, run as a user runs them."""
+import os, re, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def groupinf(*args, timeout=300):
+    exe = shutil.which("groupinf") or pytest.skip("the groupinf console script is not installed")
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def test_help_lists_every_command():
+    r = groupinf("--help")
+    assert r.returncode == 0
+    for cmd in ("demo", "datasets"):
+        assert cmd in r.stdout
+
+
+def test_unknown_flag_is_one_line_and_nonzero():
+    r = groupinf("demo", "--no-such-flag")
+    assert r.returncode == 2
+    assert "unrecognized arguments: --no-such-flag" in r.stderr
+
+
+def test_unknown_dataset_is_one_line_error():
+    r = groupinf("demo", "--dataset", "no_such_data")
+    assert r.returncode == 1
+    lines = [l for l in r.stderr.splitlines() if l.startswith("groupinf:")]
+    assert lines == [l for l in r.stderr.splitlines() if l.strip() and "groupinf" in l]
+    assert lines and lines[0].startswith("groupinf: error: unknown dataset id 'no_such_data'")
+
+
+def test_demo_table_agrees_with_retraining_for_small_groups():
+    r = groupinf("demo", "--sizes", "5,10")
+    assert r.returncode == 0, r.stderr
+    rows = [l.split() for l in r.stdout.splitlines() if re.match(r"^\s+\d+\s", l)]
+    assert len(rows) == 2
+    for size, pred, newton, actual in rows:
+        assert abs(float(newton) - float(actual)) <= 0.1 * abs(float(actual)) + 1e-4
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    readme = (ROOT / "README.md").read_text()
+    assert ci[-1] in readme, "the last line of .ci/run must be the README's test command"
