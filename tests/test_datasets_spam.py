@@ -1,0 +1,81 @@
+"The Enron spam loader on a small enron1.tar.gz in the real layout."
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import CountVectorizer
+
+import groupinf.data as gd
+import groupinf.datasets.spam as S
+from datasets_fixtures import enron_texts, no_internet, serve, write_enron_tar  # noqa: F401
+
+
+@pytest.fixture
+def enron(tmp_path, monkeypatch):
+    texts = enron_texts()
+    serve(monkeypatch, S, "ENRON1_TAR", write_enron_tar(tmp_path / "enron1.tar.gz", texts))
+    return texts
+
+
+def test_end_to_end(enron, tmp_path):
+    d = gd.load_dataset("spam", data_dir=tmp_path / "data", min_df=2)
+    n = 25
+    assert (d.train.num_examples, d.validation.num_examples, d.test.num_examples) == (int(0.8 * n), 0, n - int(0.8 * n))
+    assert d.validation.x.shape == (0, d.train.num_features) and d.num_classes == 2
+    # files read in sorted name order (the tar lists them scrambled), spam first; RandomState(0) shuffle of pairs
+    raw = enron["spam"] + enron["ham"]
+    y = np.array([1] * 10 + [0] * 15)
+    perm = np.arange(n); np.random.RandomState(0).shuffle(perm)
+    assert np.r_[d.train.labels, d.test.labels].tolist() == y[perm].tolist()
+    docs = S.normalise_documents([raw[i] for i in perm])
+    cv = CountVectorizer(min_df=2).fit(docs[:20])
+    assert d.meta["feature_names"] == list(cv.get_feature_names_out())
+    assert d.train.x.tolist() == cv.transform(docs[:20]).toarray().tolist()
+    assert d.test.x.tolist() == cv.transform(docs[20:]).toarray().tolist()
+    vocab = set(d.meta["feature_names"])
+    assert {"meeting", "price", "nomination", "schedule", "prize", "stock", "café"} <= vocab
+    assert not vocab & {"the", "and", "are", "meetings", "prices", "100", "re"}
+
+
+def test_normalisation_quirks():
+    docs = S.normalise_documents(["The MEETINGS were cancelled, 2001 prices: $5!", "caf\xe9 don't"])
+    assert docs[0] == "meeting cancel price"
+    assert docs[1] == "café"
+
+
+def test_truncate_and_cache(enron, tmp_path, monkeypatch):
+    a = S.load_spam(tmp_path / "data", min_df=2)
+    monkeypatch.setattr(S, "normalise_documents", lambda *a, **k: pytest.fail("cache not used"))
+    b = S.load_spam(tmp_path / "data", min_df=2)
+    assert np.array_equal(a.train.x, b.train.x)
+    monkeypatch.undo()
+    t = S.load_spam(tmp_path / "data", truncate=4, min_df=2)
+    assert t.train.num_examples + t.test.num_examples == 8
+    monkeypatch.setattr(S, "_versions", lambda m: {"spacy": "0.0-other"})
+    S.load_spam(tmp_path / "data", min_df=2)          # another spaCy version: another cache
+    assert len(list((tmp_path / "data" / "spam").glob("spam-*.npz"))) == 3
+
+
+def test_split_sizes_of_the_real_corpus():
+    docs = [f"word{i % 7} common other" for i in range(5172)]
+    out = S.bag_of_words(docs, np.zeros(5172, np.int64))
+    assert (out["x_train_shape"][0], out["x_valid_shape"][0], out["x_test_shape"][0]) == (4137, 0, 1035)
+
+
+def test_extracted_folders_are_used_without_download(enron, tmp_path, monkeypatch):
+    root = tmp_path / "data" / "spam" / "enron1"
+    for c in ("spam", "ham"):
+        (root / c).mkdir(parents=True)
+        for i, t in enumerate(enron[c]): (root / c / f"{i:04d}.{c}.txt").write_bytes(t.encode("latin-1"))
+    monkeypatch.setattr(gd, "_urlopen", lambda *a: pytest.fail("must not download"))
+    assert S.load_spam(tmp_path / "data", min_df=2).train.num_examples == 20
+
+
+def test_offline_error(tmp_path):
+    with pytest.raises(gd.DataUnavailableError) as e: S.load_spam(tmp_path)
+    assert S.ENRON1_TAR.url in str(e.value) and str(tmp_path / "spam" / "enron1.tar.gz") in str(e.value)
+
+
+def test_loaded_pipeline_drops_unknown_tokens(tmp_path):
+    import spacy
+    nlp = spacy.blank("en"); nlp.add_pipe("lemmatizer", config={"mode": "lookup"}); nlp.initialize()
+    nlp.vocab.strings.add("pipeline"); nlp.to_disk(tmp_path / "pl")
+    assert S.normalise_documents(["gas pipeline"], spacy_model=str(tmp_path / "pl")) == ["pipeline"]

@@ -1,0 +1,514 @@
+"""The experiment runner in one process: result files, the task cache, phases, invalidation, locks, executors."""
+import argparse, json, logging, os, sys, threading, time, zipfile
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+
+import groupinf.runner as runner
+from groupinf.runner import (Executor, Experiment, ExperimentDefinitionError, ProcessExecutor, ResultsFileError,
+                             RunLockedError, collate, encode_results, load_results, map_tasks, normalize_results,
+                             phase, read_results, run_lock, save_results, stable_hash)
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # worker processes need not import this test module
+
+
+def same(a, b):
+    "Exact equality of stored values: same types, dtypes, shapes and bits."
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and (a == b or (a != a and b != b))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Result files
+
+def test_every_storable_kind_round_trips_exactly(tmp_path):
+    values = {
+        "f64": np.linspace(0, 1, 7), "f32": np.arange(6, dtype=np.float32).reshape(2, 3), "i8": np.array([-3, 4], np.int8),
+        "u64": np.array([2 ** 63], np.uint64), "bools": np.array([True, False]), "c64": np.array([1 + 2j], np.complex64),
+        "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)), "zero_d": np.array(3.5), "empty": np.zeros((0, 4)),
+        "strings": np.array(["a", "bcd"]), "nan": np.array([np.nan, np.inf, -0.0]),
+        "py_int": 7, "big_int": 2 ** 62, "py_float": 0.1, "py_bool": False, "py_complex": 1j, "text": "héllo",
+        "none": None, "np_float": np.float32(0.5), "np_int": np.int16(-2), "np_bool": np.bool_(True),
+        "str_list": ["x", "", "z"], "empty_list": [], "numbers": [1, 2, 3], "floats": (0.5, 1.5),
+        "ragged": [np.array([5, 1]), [], (7,), np.array([0, 2, 9], np.int32)], "equal_rows": [[1, 2], [3, 4]],
+        "stacked": [np.ones(2), np.zeros(2)],
+    }
+    back, digest = save_results(tmp_path / "r.npz", values, note="test")
+    loaded, meta = read_results(tmp_path / "r.npz")
+    assert same(loaded, back)
+    assert meta["note"] == "test" and meta["content_hash"] == digest
+    for k in ("f64", "f32", "i8", "u64", "bools", "c64", "fortran", "zero_d", "empty", "strings", "nan"):
+        assert same(loaded[k], values[k]), k
+    assert type(loaded["np_float"]) is float and loaded["np_float"] == 0.5
+    assert type(loaded["np_int"]) is int and loaded["np_int"] == -2 and loaded["np_bool"] is True
+    assert loaded["big_int"] == 2 ** 62 and loaded["py_complex"] == 1j and loaded["text"] == "héllo"
+    assert loaded["none"] is None and loaded["empty_list"] == [] and loaded["str_list"] == ["x", "", "z"]
+    assert same(loaded["numbers"], np.array([1, 2, 3])) and same(loaded["floats"], np.array([0.5, 1.5]))
+    assert [r.tolist() for r in loaded["ragged"]] == [[5, 1], [], [7], [0, 2, 9]]
+    assert all(r.dtype == np.int64 for r in loaded["ragged"])
+    assert [r.tolist() for r in loaded["equal_rows"]] == [[1, 2], [3, 4]]
+    assert same(loaded["stacked"], np.array([[1.0, 1.0], [0.0, 0.0]]))
+    assert list(loaded) == list(values)  # key order is kept
+
+
+def test_result_files_are_plain_npz_without_pickle(tmp_path):
+    save_results(tmp_path / "r.npz", {"groups": [[1, 2, 3], [4]], "tags": ["a", "b"], "x": np.eye(2), "s": "t"})
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert not any(a.dtype.hasobject for a in arrays.values())
+    assert arrays["groups"].tolist() == [[1, 2, 3], [4, -1, -1]]
+    assert "allow_pickle" not in arrays
+    meta = json.loads(str(arrays["__meta__"][()]))
+    assert meta["schema"] == {"groups": "ragged_int", "tags": "str_list", "x": "array", "s": "str"}
+
+
+@pytest.mark.parametrize("value, match", [
+    ([object()], "pickle"), ({"a": 1}, "cannot be stored"), ({1, 2}, "cannot be stored"),
+    ([np.ones(2), np.ones(3)], "cannot be stored"), ([[0, 1], [-1]], "non-negative"), ("x\0", "NUL"),
+    (np.array([{"a": 1}], dtype=object), "pickle")])
+def test_unstorable_values_are_refused_naming_the_key(tmp_path, value, match):
+    with pytest.raises((TypeError, ValueError), match=match) as e:
+        save_results(tmp_path / "r.npz", {"the_key": value})
+    assert "the_key" in str(e.value)
+    assert not list(tmp_path.iterdir())  # nothing written, not even a temporary file
+
+
+@pytest.mark.parametrize("key", ["", "__meta__", "a/b", 3])
+def test_bad_keys_are_refused(key):
+    with pytest.raises(TypeError, match="result keys"):
+        encode_results({key: 1})
+
+
+def _flip_byte_in_member(path, member):
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    raw = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    pos = start + info.file_size - 1  # last data byte of the member
+    raw[pos] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "flip", "meta"])
+def test_damaged_result_files_are_detected(tmp_path, damage):
+    p = tmp_path / "r.npz"
+    save_results(p, {"x": np.arange(100.0), "tags": ["a"]})
+    raw = p.read_bytes()
+    if damage == "truncate": p.write_bytes(raw[: len(raw) * 2 // 3])
+    elif damage == "empty": p.write_bytes(b"")
+    elif damage == "garbage": p.write_bytes(b"not a zip file at all" * 10)
+    elif damage == "flip": _flip_byte_in_member(p, "x.npy")
+    else:  # a consistent zip whose recorded hash does not match its content
+        loaded, meta = read_results(p)
+        meta["content_hash"] = "0" * 64
+        runner._write_npz(p, encode_results(loaded)[0], meta)
+    with pytest.raises(ResultsFileError):
+        read_results(p)
+
+
+def test_normalize_results_equals_what_reads_back(tmp_path):
+    values = {"a": (1, 2), "b": np.float64(2.5), "c": [np.array([3, 1])], "d": ["q"], "e": np.arange(3)}
+    save_results(tmp_path / "r.npz", values)
+    assert same(normalize_results(values), read_results(tmp_path / "r.npz")[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cache keys and map_tasks
+
+CALLS = []
+
+
+def square(i, offset=0.0):
+    CALLS.append(i)
+    return {"i": i, "sq": np.float64(i * i + offset), "vec": np.full(3, i, dtype=np.float32), "idx": np.arange(i % 3),
+            "name": f"item-{i}"}
+
+
+def square_edited(i, offset=0.0):
+    CALLS.append(i)
+    return {"i": i, "sq": np.float64(i * i + offset + 0.0), "vec": np.full(3, i, dtype=np.float32),
+            "idx": np.arange(i % 3), "name": f"item-{i}"}
+
+
+def test_map_tasks_results_are_in_item_order_and_normalised():
+    out = map_tasks(square, [3, 1, 2], chunk_size=2, progress=False)
+    assert [r["i"] for r in out] == [3, 1, 2]
+    assert type(out[0]["sq"]) is float and out[0]["sq"] == 9.0
+    assert [r["idx"].tolist() for r in out] == [[], [0], [0, 1]]
+    assert map_tasks(lambda x: x * 2, range(5), progress=False) == [0, 2, 4, 6, 8]
+
+
+def test_map_tasks_cache_is_reused_only_for_identical_inputs(tmp_path):
+    CALLS.clear()
+    kw = dict(cache_dir=tmp_path, chunk_size=3, progress=False)
+    first = map_tasks(square, range(10), shared={"offset": 1.0}, **kw)
+    assert sorted(CALLS) == list(range(10)) and len(list(tmp_path.glob("chunk-*.npz"))) == 4
+    CALLS.clear()
+    again = map_tasks(square, range(10), shared={"offset": 1.0}, **kw)
+    assert CALLS == [] and same(first, again)
+    # a different shared value, item list, function body, version or batching: recomputed, never reused
+    for change in (dict(shared={"offset": 2.0}), dict(items=range(11)), dict(fn=square_edited), dict(version="2")):
+        CALLS.clear()
+        args = dict(fn=square, items=range(10), shared={"offset": 1.0}, **kw)
+        args.update(change)
+        map_tasks(args.pop("fn"), args.pop("items"), **args)
+        assert CALLS, change
+    # the same items in other chunks: other keys too
+    CALLS.clear()
+    map_tasks(square, range(10), shared={"offset": 1.0}, cache_dir=tmp_path, chunk_size=5, progress=False)
+    assert sorted(CALLS) == list(range(10))
+
+
+def test_a_damaged_chunk_is_recomputed_with_a_warning(tmp_path, caplog):
+    CALLS.clear()
+    first = map_tasks(square, range(6), cache_dir=tmp_path, chunk_size=2, progress=False)
+    victim = sorted(tmp_path.glob("chunk-*.npz"))[0]
+    victim.write_bytes(victim.read_bytes()[:50])
+    CALLS.clear()
+    with caplog.at_level(logging.WARNING, logger="groupinf"):
+        again = map_tasks(square, range(6), cache_dir=tmp_path, chunk_size=2, progress=False)
+    assert len(CALLS) == 2 and same(first, again)
+    assert "damaged task cache file" in caplog.text
+    read_results(victim)  # rewritten intact
+
+
+def test_a_failing_task_keeps_the_finished_chunks(tmp_path):
+    def fragile(i, fail_at):
+        if i == fail_at: raise ValueError(f"item {i} failed")
+        return i * 10
+    with pytest.raises(ValueError, match="item 5 failed"):
+        map_tasks(fragile, range(8), shared={"fail_at": 5}, cache_dir=tmp_path / "a", chunk_size=2, progress=False)
+    assert len(list((tmp_path / "a").glob("chunk-*.npz"))) == 2  # chunks [0, 1] and [2, 3]
+
+
+def test_closures_enter_the_key_and_unhashable_ones_are_refused(tmp_path):
+    def make(k):
+        def f(x): return x * k
+        return f
+    assert map_tasks(make(2), [1, 2], cache_dir=tmp_path, progress=False) == [2, 4]
+    assert map_tasks(make(3), [1, 2], cache_dir=tmp_path, progress=False) == [3, 6]
+    with pytest.raises(TypeError, match="shared="):
+        map_tasks(make(threading.Lock()), [1], progress=False)
+    with pytest.raises(TypeError, match="cannot hash"):
+        map_tasks(square, [object()], progress=False)
+    with pytest.raises(ValueError, match="chunk_size"):
+        map_tasks(square, [1], chunk_size=0, progress=False)
+
+
+def test_stable_hash_is_independent_of_dict_and_set_order():
+    assert stable_hash({"a": 1, "b": [2, 3]}) == stable_hash(dict(b=[2, 3], a=1))
+    assert stable_hash(frozenset(["x", "y", "z"])) == stable_hash({"z", "y", "x"})
+    assert stable_hash(np.arange(4).reshape(2, 2).T) == stable_hash(np.array([[0, 2], [1, 3]]))
+    assert stable_hash([1]) != stable_hash([1.0]) != stable_hash(["1"])
+
+
+def test_collate_stacks_along_a_new_axis_whatever_the_dimension():
+    out = collate([{"a": 1.0, "v": np.ones(2), "m": np.eye(2)}, {"a": 2.0, "v": np.zeros(2), "m": np.zeros((2, 2))}])
+    assert out["a"].shape == (2,) and out["v"].shape == (2, 2) and out["m"].shape == (2, 2, 2)
+    with pytest.raises(ValueError, match="'v'"):
+        collate([{"v": np.ones(2)}, {"v": np.ones(3)}])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Process pool
+
+def noisy_sum(i, scale):
+    rng = np.random.RandomState(i)
+    return {"total": float(rng.standard_normal(50).sum() * scale), "pid": os.getpid()}
+
+
+def dies_once(i, flag_dir):
+    flag = Path(flag_dir) / f"died-{i}"
+    if i == 3 and not flag.exists():
+        flag.write_text("x")
+        os._exit(9)  # the worker process dies abruptly
+    return i + 100
+
+
+def test_process_pool_gives_the_in_process_results_and_survives_a_dead_worker(tmp_path):
+    local = map_tasks(noisy_sum, range(12), shared={"scale": 3.0}, chunk_size=2, progress=False)
+    with ProcessExecutor(2) as pool:
+        pooled = map_tasks(noisy_sum, range(12), shared={"scale": 3.0}, executor=pool, chunk_size=2, progress=False)
+        assert len({r["pid"] for r in pooled} - {os.getpid()}) >= 1  # ran elsewhere
+        survived = map_tasks(dies_once, range(6), shared={"flag_dir": str(tmp_path)}, executor=pool, chunk_size=1,
+                             progress=False)
+    assert [r["total"] for r in pooled] == [r["total"] for r in local]
+    assert survived == list(range(100, 106))
+    assert (tmp_path / "died-3").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Experiments
+
+LOG = []
+
+
+def task_value(i, base):
+    LOG.append(f"task-{i}")
+    return {"v": base + i, "members": list(range(i % 4))}
+
+
+class Toy(Experiment):
+    experiment_id = "toy"
+    run_id_format = "seed-{seed}_n-{n}"
+    volatile_config_keys = ("data_dir",)
+
+    @phase(0, deps=())
+    def base(self):
+        LOG.append("base")
+        return {"base": float(self.config["seed"]) + NONDETERMINISM[0], "names": ["a", "b"]}
+
+    @phase(1, deps=["base"])
+    def tasks(self):
+        LOG.append("tasks")
+        out = self.map_tasks(task_value, range(self.config["n"]), shared={"base": self.R["base"]}, chunk_size=2)
+        return {"values": collate([{"v": r["v"]} for r in out])["v"], "members": [r["members"] for r in out]}
+
+    @phase(2, deps=())
+    def other(self):
+        LOG.append("other")
+        return {"other": np.arange(3)}
+
+    @phase(4, deps=["tasks", "other"])
+    def total(self):
+        LOG.append("total")
+        return {"total": float(self.R["values"].sum() + self.R["other"].sum()), "names": ["overwritten"]}
+
+
+NONDETERMINISM = [0.0]
+
+
+def run_toy(tmp_path, config=None, **kw):
+    LOG.clear()
+    exp = Toy(config or {"seed": 1, "n": 6}, out_dir=tmp_path, progress=False)
+    R = exp.run(**kw)
+    return exp, R, [e for e in LOG if not e.startswith("task-")], sum(e.startswith("task-") for e in LOG)
+
+
+def test_first_run_computes_and_writes_the_run_directory(tmp_path):
+    exp, R, ran, ntasks = run_toy(tmp_path)
+    assert ran == ["base", "tasks", "other", "total"] and ntasks == 6
+    assert exp.run_dir == tmp_path / "toy" / "seed-1_n-6"
+    names = sorted(p.name for p in exp.run_dir.iterdir())
+    assert names == [".lock", "config.json", "phase-0-base.npz", "phase-1-tasks.npz", "phase-2-other.npz",
+                     "phase-4-total.npz", "results.npz", "summary.csv"]
+    assert json.loads((exp.run_dir / "config.json").read_text()) == {"seed": 1, "n": 6}
+    stored = load_results(exp.run_dir)
+    assert same(stored, R)
+    assert R["total"] == sum(1.0 + i for i in range(6)) + 3 and R["names"] == ["overwritten"]
+    assert [m.tolist() for m in R["members"]] == [list(range(i % 4)) for i in range(6)]
+    meta = read_results(exp.run_dir / "results.npz")[1]
+    assert meta["origin"]["names"] == "total" and meta["origin"]["base"] == "base"
+    import pandas as pd
+    summary = pd.read_csv(exp.run_dir / "summary.csv")
+    assert summary["status"].tolist() == ["computed"] * 4 and summary["index"].tolist() == [0, 1, 2, 4]
+
+
+def test_rerun_loads_everything_and_gives_identical_results(tmp_path):
+    _, R1, _, _ = run_toy(tmp_path)
+    exp, R2, ran, ntasks = run_toy(tmp_path)
+    assert ran == [] and ntasks == 0 and same(R1, R2)
+    assert [r["status"] for r in exp.phase_log] == ["loaded"] * 4
+
+
+def test_invalidate_recomputes_later_phases_and_their_tasks(tmp_path):
+    run_toy(tmp_path)
+    _, _, ran, ntasks = run_toy(tmp_path, invalidate=1)
+    assert ran == ["tasks", "other", "total"] and ntasks == 6   # the task cache was not reused
+    _, _, ran, ntasks = run_toy(tmp_path, invalidate=3)          # indices need not exist: phases >= 3
+    assert ran == ["total"] and ntasks == 0
+    _, _, ran, _ = run_toy(tmp_path, invalidate="other")
+    assert ran == ["other", "total"]
+    _, _, ran, ntasks = run_toy(tmp_path, force_refresh=True)
+    assert ran == ["base", "tasks", "other", "total"] and ntasks == 6
+    with pytest.raises(ValueError, match="no phase with index >= 5"):
+        run_toy(tmp_path, invalidate=5)
+
+
+def test_dependencies_decide_what_a_changed_phase_invalidates(tmp_path):
+    exp, _, _, _ = run_toy(tmp_path)
+    # phase 0 recomputed with a different result: its dependants (1, and 4 through 1) follow, phase 2 does not
+    exp.phase_path(0).unlink()
+    NONDETERMINISM[0] = 0.5
+    try:
+        _, R, ran, ntasks = run_toy(tmp_path)
+    finally:
+        NONDETERMINISM[0] = 0.0
+    assert ran == ["base", "tasks", "total"] and ntasks == 6 and R["base"] == 1.5
+    # phase 0 recomputed with the same result: nothing downstream is recomputed
+    exp.phase_path(0).unlink()
+    _, _, ran, _ = run_toy(tmp_path)
+    assert ran == ["base", "tasks", "total"]  # back to base = 1.0, so 1 and 4 change again
+    exp.phase_path(0).unlink()
+    _, _, ran, _ = run_toy(tmp_path)
+    assert ran == ["base"]
+
+
+def test_configuration_changes_are_detected_but_volatile_keys_ignored(tmp_path):
+    run_toy(tmp_path, {"seed": 1, "n": 6})
+    _, _, ran, _ = run_toy(tmp_path, {"seed": 1, "n": 6, "data_dir": "/elsewhere"})
+    assert ran == []
+    _, _, ran, ntasks = run_toy(tmp_path, {"seed": 1, "n": 6, "extra": True})  # same run id, other config
+    assert ran == ["base", "tasks", "other", "total"] and ntasks == 6
+    exp = Toy({"seed": 1, "n": 6, "tag": "rel-reg-1e-07"}, out_dir=tmp_path)
+    assert exp.run_id == "seed-1_n-6_rel-reg-1e-07"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "other_phase", "garbage"])
+def test_damaged_or_foreign_phase_files_are_recomputed(tmp_path, damage):
+    exp, R1, _, _ = run_toy(tmp_path)
+    p = exp.phase_path(1)
+    if damage == "truncate": p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    elif damage == "other_phase": p.write_bytes(exp.phase_path(2).read_bytes())
+    else: p.write_bytes(os.urandom(300))
+    _, R2, ran, ntasks = run_toy(tmp_path)
+    assert ran == ["tasks"] and ntasks == 6 and same(R1, R2)  # same content: phase 4 is reused
+
+
+def test_leftover_temporary_files_are_removed_and_never_read(tmp_path):
+    exp, R1, _, _ = run_toy(tmp_path)
+    exp.phase_path(4).unlink()
+    junk = [exp.run_dir / ".phase-4-total.npz.tmp-99999-0123abcd", exp.run_dir / ".results.npz.tmp-1-deadbeef",
+            exp.run_dir / "tasks" / "phase-1-tasks" / ".chunk-x.npz.tmp-5-00000000"]
+    for j in junk:
+        j.parent.mkdir(parents=True, exist_ok=True)
+        j.write_bytes(b"half a file")
+    _, R2, ran, _ = run_toy(tmp_path)
+    assert ran == ["total"] and same(R1, R2)
+    assert not any(j.exists() for j in junk)
+    assert not any(runner.is_temp_file(p) for p in exp.run_dir.rglob("*"))
+
+
+def test_phase_errors_are_clear(tmp_path):
+    class NotADict(Experiment):
+        experiment_id = "bad"
+        @phase(0)
+        def a(self): return [1, 2]
+    with pytest.raises(TypeError, match="phase 0 'a' must return a dict, got list"):
+        NotADict({}, out_dir=tmp_path).run()
+
+    class Undeclared(Experiment):
+        experiment_id = "undeclared"
+        @phase(0)
+        def a(self): return {"a": 1}
+        @phase(1, deps=())
+        def b(self): return {"b": self.R["a"]}
+    with pytest.raises(KeyError, match="comes from phase 'a', which phase 'b' does not declare"):
+        Undeclared({}, out_dir=tmp_path).run()
+
+    with pytest.raises(ExperimentDefinitionError, match="only depend on earlier phases"):
+        class Forward(Experiment):
+            experiment_id = "forward"
+            @phase(0, deps=["b"])
+            def a(self): return {}
+            @phase(1)
+            def b(self): return {}
+    with pytest.raises(ExperimentDefinitionError, match="must set experiment_id"):
+        class NoId(Experiment):
+            @phase(0)
+            def a(self): return {}
+        NoId({})
+    with pytest.raises(ValueError, match="run_id"):
+        Toy({"seed": "../x", "n": 1}, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="needs config key 'n'"):
+        Toy({"seed": 1}, out_dir=tmp_path)
+    with pytest.raises(TypeError, match="JSON"):
+        Toy({"seed": 1, "n": 2, "model": object()}, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="finite"):
+        Toy({"seed": 1, "n": 2, "lam": float("nan")}, out_dir=tmp_path)
+
+
+def test_default_run_id_is_a_config_hash(tmp_path):
+    class Plain(Experiment):
+        experiment_id = "plain"
+        @phase(0)
+        def a(self): return {"a": self.config["x"]}
+    a, b = Plain({"x": 1}, out_dir=tmp_path), Plain({"x": 2}, out_dir=tmp_path)
+    assert a.run_id.startswith("cfg-") and len(a.run_id) == 16 and a.run_id != b.run_id
+    assert Plain({"x": 1}, out_dir=tmp_path).run_id == a.run_id
+
+
+def test_a_held_run_directory_refuses_or_waits(tmp_path):
+    exp = Toy({"seed": 1, "n": 4}, out_dir=tmp_path, progress=False)
+    with run_lock(exp.run_dir):
+        with pytest.raises(RunLockedError, match=f"in use by process {os.getpid()}") as e:
+            exp.run()
+        assert e.value.pid == os.getpid()
+        assert not (exp.run_dir / "config.json").exists()  # refused before writing anything
+    # waiting: another holder releases the directory after a moment
+    held, release = threading.Event(), threading.Event()
+    def holder():
+        with run_lock(exp.run_dir):
+            held.set()
+            release.wait(30)
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(30)
+    threading.Timer(0.5, release.set).start()
+    R = exp.run(lock_timeout=60)
+    t.join()
+    assert R["total"] == sum(1.0 + i for i in range(4)) + 3
+
+
+def test_figures_are_written_atomically_into_plots(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    class Figured(Toy):
+        experiment_id = "figured"
+        def make_figures(self):
+            fig, ax = plt.subplots()
+            ax.plot(self.R["values"])
+            self.save_figure(fig, "values.png")
+            plt.close(fig)
+        def summarize(self):
+            return None
+    exp = Figured({"seed": 0, "n": 3}, out_dir=tmp_path, progress=False)
+    exp.run()
+    assert (exp.run_dir / "plots" / "values.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (exp.run_dir / "summary.csv").exists()
+    with pytest.raises(ValueError, match="plain file name"):
+        exp.save_figure(None, "../x.png")
+
+
+def test_experiment_on_a_process_pool_matches_in_process(tmp_path):
+    _, R_local, _, _ = run_toy(tmp_path / "local")
+    with ProcessExecutor(2) as pool:
+        R_pool = Toy({"seed": 1, "n": 6}, out_dir=tmp_path / "pool", executor=pool, progress=False).run()
+    assert same(R_local, R_pool)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command-line options
+
+def test_executor_arguments():
+    p = runner.add_executor_arguments(argparse.ArgumentParser())
+    a = p.parse_args([])
+    assert (a.workers, a.scheduler, a.dask_local, a.out_dir, a.force_refresh, a.invalidate, a.lock_timeout) == \
+        (0, None, None, None, False, None, 0.0)
+    assert type(runner.executor_from_args(a)) is Executor
+    a = p.parse_args(["--workers", "3", "--force-refresh", "--invalidate", "2", "--out-dir", "o", "--lock-timeout", "5"])
+    assert runner.run_options_from_args(a) == dict(force_refresh=True, invalidate=2, lock_timeout=5.0)
+    assert runner.out_dir_from_args(a) == Path("o")
+    with runner.executor_from_args(a) as ex:
+        assert isinstance(ex, ProcessExecutor) and ex.workers == 3
+    assert p.parse_args(["--dask-local", "2"]).dask_local == 2
+    assert p.parse_args(["--scheduler", "tcp://h:8786"]).scheduler == "tcp://h:8786"
+    for bad in (["--workers", "-1"], ["--dask-local", "0"], ["--invalidate", "x"], ["--workers", "2", "--scheduler", "s"]):
+        with pytest.raises(SystemExit):
+            p.parse_args(bad)
+
+
+def test_default_out_dir(monkeypatch):
+    monkeypatch.delenv("GROUPINF_OUT_DIR", raising=False)
+    assert runner.default_out_dir() == Path("output")
+    monkeypatch.setenv("GROUPINF_OUT_DIR", "/tmp/runs")
+    assert runner.default_out_dir() == Path("/tmp/runs")
