@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sizes", type=_group_sizes, default=(5, 20, 50, 100), help="comma-separated group sizes (default: 5,20,50,100)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random groups (default: %(default)s)")
     _add_run_parser(sub)
+    from groupinf.paper import add_figures_parser
+    add_figures_parser(sub)
     ds = sub.add_parser("datasets", help="list or fetch the paper's datasets", description="List or fetch datasets.")
     dsub = ds.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
     dsub.add_parser("list", help="every dataset id with its shape, source, license and offline availability")
@@ -145,6 +147,9 @@ def _run(args):
         demo(args.dataset, args.rel_l2_reg, args.sizes, args.seed)
     elif args.command == "datasets": _run_datasets(args)
     elif args.command == "run" and args.experiment == "subsets": _run_subsets(args)
+    elif args.command == "figures":
+        from groupinf.paper import run_figures
+        run_figures(args)
 
 def main(argv=None) -> int:
     "Entry point of the `groupinf` command; returns the exit status."

@@ -15,7 +15,7 @@ def groupinf(*args, timeout=300):
 def test_help_lists_every_command():
     r = groupinf("--help")
     assert r.returncode == 0
-    for cmd in ("demo", "datasets"):
+    for cmd in ("demo", "datasets", "run", "figures"):
         assert cmd in r.stdout
 
 
