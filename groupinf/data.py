@@ -35,6 +35,14 @@ class UnsafeArchiveError(DataError):
 # %% ../nbs/00_data.ipynb #3c3ca7d3
 def _is_sparse(x): return hasattr(x, "tocsr") and hasattr(x, "nnz")
 
+def _check_finite(x):
+    "Raise `DataError` unless `x` (dense or sparse) holds only finite numbers."
+    values = x.data if _is_sparse(x) else x
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        raise DataError(f"x must be numeric, got dtype {values.dtype}")
+    if np.issubdtype(values.dtype, np.inexact) and values.size and not np.isfinite(values.sum()):  # one cheap pass
+        if not np.isfinite(values).all(): raise DataError("x contains NaN or infinite values")
+
 @dataclass
 class DataSet:
     "Features `x` (n × d) and integer `labels` (n,) of one split."
@@ -50,6 +58,9 @@ class DataSet:
             raise DataError(f"x has {self.x.shape[0]} rows but labels has {len(self.labels)}")
         if not np.issubdtype(self.labels.dtype, np.integer):
             raise DataError(f"labels must be integers, got dtype {self.labels.dtype}")
+        if self.labels.size and self.labels.min() < 0:
+            raise DataError(f"labels must be class ids 0..K-1, got {self.labels.min()}")
+        _check_finite(self.x)
 
     @property
     def num_examples(self): return len(self.labels)
@@ -81,6 +92,13 @@ class Datasets:
     def num_classes(self):
         "Number of classes K, from the largest label seen in any non-empty split."
         return int(max(int(s.labels.max()) for _, s in self.splits)) + 1
+
+    def __post_init__(self):
+        given = [(k, s) for k, s in (("train", self.train), ("validation", self.validation), ("test", self.test))
+                 if s is not None and s.num_examples]
+        widths = {k: s.num_features for k, s in given}
+        if len(set(widths.values())) > 1:
+            raise DataError(f"splits must have the same number of features, got {widths}")
 
     def __repr__(self): return f"Datasets(train={self.train}, validation={self.validation}, test={self.test})"
 
@@ -356,8 +374,8 @@ def cached(directory, # the dataset's directory
     return out
 
 def source_fingerprint(*paths) -> list:
-    "[name, size in bytes] of each source file, to key caches on the data they were built from."
-    return [[Path(p).name, Path(p).stat().st_size] for p in paths]
+    "[name, size in bytes, modification time in ns] of each source file, to key caches on the data they were built from."
+    return [[Path(p).name, (st := Path(p).stat()).st_size, st.st_mtime_ns] for p in paths]
 
 def csr_to_arrays(prefix: str, # name prefix of the arrays, e.g. 'x_train'
                   m # a SciPy sparse matrix

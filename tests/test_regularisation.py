@@ -1,0 +1,79 @@
+"Tests of the regularisation sweep beyond its notebook: the table, the retraining fallback, reuse of runs, the CLI hooks."
+import argparse, os
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
+from scipy.stats import spearmanr, pearsonr
+
+from groupinf.model import LogisticRegression
+from groupinf.runner import load_results
+from groupinf.experiments import regularisation as rg
+from groupinf.experiments.subsets import _train_data
+
+
+def _fake_run(rng, binary=True, G=12):
+    R = {"cv_l2_reg": 1.5, "fixed_test": np.array([7, 3, 9, 1, 2, 5])}
+    for est in ("actl", "pred", "newton"):
+        R[f"subset_fixed_test_{est}_infl"] = rng.normal(size=(G, 6))
+        R[f"subset_self_{est}_infl"] = rng.normal(size=G)
+        if binary: R[f"subset_fixed_test_{est}_margin_infl"] = rng.normal(size=(G, 6))
+    return R
+
+
+def test_sweep_table_matches_scipy():
+    rng = np.random.RandomState(0)
+    R1, R2 = _fake_run(rng), _fake_run(rng, binary=False)
+    R2["subset_self_actl_infl"][:] = 1.0  # constant: no rank correlation
+    t = rg.sweep_table({1e-3: (R1, True, "breast_cancer", "a"), 1e-1: (R2, False, "digits", "b")}, test_column=2)
+    assert set(t.target[t.rel_reg == 1e-3]) == {"test prediction", "test loss", "self-loss"}
+    assert set(t.target[t.rel_reg == 1e-1]) == {"test loss", "self-loss"}
+    row = t.query("rel_reg == 0.001 and target == 'test prediction' and estimator == 'newton'").iloc[0]
+    a, e = R1["subset_fixed_test_actl_margin_infl"][:, 2], R1["subset_fixed_test_newton_margin_infl"][:, 2]
+    assert row.spearman == pytest.approx(spearmanr(a, e)[0]) and row.pearson == pytest.approx(pearsonr(a, e)[0])
+    assert row.test_index == 9
+    assert t.query("rel_reg == 0.1 and target == 'self-loss'").spearman.isna().all()
+
+
+def test_sweep_validation(tmp_path):
+    with pytest.raises(ValueError, match="rel_regs"): rg.regularisation_sweep("breast_cancer", [-1.0], tmp_path)
+    with pytest.raises(TypeError, match="fixed_reg"): rg.regularisation_sweep("breast_cancer", [1e-3], tmp_path, fixed_reg=1e-2)
+
+
+def test_robust_retrain_fallback_forced(monkeypatch):
+    x, y, _, _ = _train_data("breast_cancer", None)
+    m = LogisticRegression(10.0 * len(y)).fit(x, y)
+    problem = dict(dataset_id="breast_cancer", data_dir=None, params=m.params, l2_reg=m.l2_reg, num_classes=2,
+                   method="explicit", max_memory=1e9)
+    groups = [list(range(0, 30)), list(range(50, 52)), list(range(300, 400))]
+    monkeypatch.setattr(rg, "RETRAIN_MAX_ITER", 1)
+    forced = rg.robust_retrain_task(groups, **problem)
+    assert all(o["fallback"] and o["grad_norm"] <= o["threshold"] for o in forced)
+    for o, g in zip(forced, groups):  # the retrained parameters are the optimum without the group
+        th = m.params + o["dparam"]; w = np.ones(len(y)); w[g] = 0
+        xa = np.hstack([x, np.ones((len(x), 1))]); p = 1 / (1 + np.exp(-xa @ th))
+        grad = xa.T @ (w * (p - y)) + m.l2_reg * np.r_[th[:-1], 0.0]
+        assert np.linalg.norm(grad) <= o["threshold"] * (1 + 1e-6)
+
+
+def test_sweep_runs_reuse_and_cli(tmp_path, capsys):
+    kw = dict(num_subsets=1, skip_hessian_spectrum=True, kmeans_n_init=1)
+    t = rg.regularisation_sweep("iris", (1e-3, 1.0), tmp_path, **kw)
+    assert sorted(t.rel_reg.unique()) == [1e-3, 1.0] and set(t.target) == {"test loss", "self-loss"}
+    for run_dir, rel in t.groupby("run_dir").rel_reg.first().items():
+        R = load_results(run_dir)
+        assert float(R["cv_l2_reg"]) == pytest.approx(rel * len(R["initial_train_losses"]))
+        assert run_dir.endswith(f"rel-reg-{rel:g}")
+    again = rg.RegularisationRun(rg.subsets_config("iris", fixed_reg=1.0, **kw), out_dir=tmp_path, progress=False)
+    again.run(); assert all(p["status"] == "loaded" for p in again.phase_log)
+    fig = rg.figure3(t); fig2 = rg.figure3_spearman(t)
+    import matplotlib.pyplot as plt; plt.close(fig); plt.close(fig2)
+    ap = argparse.ArgumentParser(); sub = ap.add_subparsers(dest="experiment")
+    rg.add_regularisation_parser(sub)
+    assert ap.parse_args(["regularisation"]).rel_regs == list(rg.REL_REGS_PAPER)
+    assert ap.parse_args(["regularisation"]).num_subsets == 10
+    args = ap.parse_args(["regularisation", "--dataset-id", "iris", "--rel-regs", "1.0", "--num-subsets", "1",
+                          "--skip-hessian-spectrum", "--out-dir", str(tmp_path / "cli")])
+    rg.run_regularisation(args)
+    assert "iris: 1 runs" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "regularisation" / "iris" / "spearman.csv").exists()
+    assert (tmp_path / "cli" / "regularisation" / "iris" / "paper-fig3.png").exists()
