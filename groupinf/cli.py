@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     from groupinf.paper import add_figures_parser
     from groupinf.reproduce import add_reproduce_parser
     add_figures_parser(sub); add_reproduce_parser(sub)
+    from groupinf.bench import add_bench_parser
+    add_bench_parser(sub)
     ds = sub.add_parser("datasets", help="list or fetch the paper's datasets", description="List or fetch datasets.")
     dsub = ds.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
     dsub.add_parser("list", help="every dataset id with its shape, source, license and offline availability")
@@ -165,6 +167,9 @@ def _run(args):
     elif args.command == "figures":
         from groupinf.paper import run_figures
         run_figures(args)
+    elif args.command == "bench":
+        from groupinf.bench import run_bench
+        run_bench(args)
 
 def main(argv=None) -> int:
     "Entry point of the `groupinf` command; returns the exit status."

@@ -48,25 +48,27 @@ def margin_gradients(layout: Layout, # a binary model's layout
     return _outer_rows(layout, sign[:, None], x)
 
 # %% ../nbs/03_hessian.ipynb #39a2baff
-def _aug_to_flat(layout: Layout):
-    "Permutation taking class-interleaved `[W_k, b_k]` blocks to the flat order (W class-major, then b)."
-    R, d = layout.num_rows, layout.num_features
-    if not layout.fit_intercept: return np.arange(R * d)
-    aug = np.arange(R * (d + 1)).reshape(R, d + 1)
-    return np.concatenate([aug[:, :d].ravel(), aug[:, d]])
-
 @tf.function(reduce_retracing=True)
 def _hessian_batch(layout: Layout, theta, x, labels, sample_weight):
-    "Unregularised `Σ_i s_i F_i ⊗ x̃_i x̃_iᵀ` over one batch, in class-interleaved order."
+    "Unregularised `Σ_i s_i ∇²ℓ_i` over one batch, in the flat parameter order."
     p = probabilities(layout, row_logits(layout, theta, x))
+    sq = tf.sqrt(sample_weight)[:, None]
     xa = _augment(layout, x)
     if layout.binary:
-        return tf.matmul(xa * (sample_weight * p[:, 0] * (1 - p[:, 0]))[:, None], xa, transpose_a=True)
-    R, da = layout.num_rows, xa.shape[1]
-    diag_blocks = tf.einsum("nk,ni,nj->kij", p * sample_weight[:, None], xa, xa)
-    full = tf.einsum("kij,kl->kilj", diag_blocks, tf.eye(R, dtype=x.dtype))
-    Q = tf.reshape(tf.sqrt(sample_weight)[:, None, None] * p[:, :, None] * xa[:, None, :], (-1, R * da))
-    return tf.reshape(full, (R * da, R * da)) - tf.matmul(Q, Q, transpose_a=True)
+        Z = xa * tf.sqrt(sample_weight * p[:, 0] * (1 - p[:, 0]))[:, None]
+        return tf.matmul(tf.transpose(Z), Z)
+    R, d, Pw = layout.num_rows, layout.num_features, layout.num_weights
+    xs = xa[:, :d] * sq  # √s x
+    Q = tf.concat([p[:, k:k + 1] * xs for k in range(R)] + ([p * sq] if layout.fit_intercept else []), 1)
+    w_rows, b_rows = [], []
+    for k in range(R):
+        own = 1 - p[:, k:k + 1]
+        parts = [-Q[:, :k * d], own * xs, -Q[:, (k + 1) * d:Pw]]
+        if layout.fit_intercept: parts += [-Q[:, Pw:Pw + k], own * sq, -Q[:, Pw + k + 1:]]
+        M = tf.concat(parts, 1)  # −Q with class k's columns replaced by √s (1 − p_k) x̃
+        w_rows.append(tf.matmul(Q[:, k * d:(k + 1) * d], M, transpose_a=True))
+        if layout.fit_intercept: b_rows.append(tf.matmul(p[:, k:k + 1] * sq, M, transpose_a=True))
+    return tf.concat(w_rows + b_rows, 0)
 
 def batch_size_for(max_memory: float, # bytes available for one batch's intermediates
                    row_bytes: float # bytes per example in the largest intermediate
@@ -86,12 +88,12 @@ def hessian(layout: Layout, # the model's parameter layout
     s = tf.ones(tf.shape(x)[0], theta.dtype) if sample_weight is None else _as_tensor(sample_weight, theta.dtype)
     n, P = int(x.shape[0]), layout.num_params
     bs = batch_size_for(max_memory, 3 * P * theta.dtype.size)
-    H = tf.zeros((P, P), theta.dtype)
+    H = tf.zeros((P, P), theta.dtype) if n == 0 else None
     for start in range(0, n, bs):
-        H += _hessian_batch(layout, theta, x[start:start + bs], labels[start:start + bs], s[start:start + bs])
-    perm = _aug_to_flat(layout)
-    H = tf.gather(tf.gather(H, perm, axis=0), perm, axis=1)
-    return H + tf.linalg.diag(tf.convert_to_tensor(l2_reg, dtype=theta.dtype) * layout.weight_mask(theta.dtype))
+        Hb = _hessian_batch(layout, theta, x[start:start + bs], labels[start:start + bs], s[start:start + bs])
+        H = Hb if H is None else H + Hb
+    lam = tf.convert_to_tensor(l2_reg, dtype=theta.dtype)
+    return tf.linalg.set_diag(H, tf.linalg.diag_part(H) + lam * layout.weight_mask(theta.dtype))
 
 # %% ../nbs/03_hessian.ipynb #e69d6f00
 def z_vectors(layout: Layout, # a binary model's layout

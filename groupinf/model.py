@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_model.ipynb #d0886522
 from __future__ import annotations
-import warnings
+import numbers, warnings
 from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
@@ -157,12 +157,21 @@ class LogisticRegression:
                 f"num_classes={self.num_classes}, method={self.method!r})")
 
 # %% ../nbs/02_model.ipynb #a6f36f9c
+def _is_real(v): return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
 def _check_hyperparameters(m: LogisticRegression):
+    "Clear errors, naming the parameter, for hyperparameters of the wrong type or range."
+    if not _is_real(m.l2_reg): raise TypeError(f"l2_reg must be a real number; got {m.l2_reg!r}")
     if not np.isfinite(m.l2_reg) or m.l2_reg < 0: raise ValueError(f"l2_reg must be finite and >= 0; got {m.l2_reg}")
+    if not isinstance(m.max_iter, numbers.Integral) or isinstance(m.max_iter, bool):
+        raise TypeError(f"max_iter must be an integer; got {m.max_iter!r}")
+    if m.max_iter < 0: raise ValueError(f"max_iter must be >= 0; got {m.max_iter}")
+    if not (_is_real(m.max_memory) and np.isfinite(m.max_memory) and m.max_memory > 0):
+        raise ValueError(f"max_memory must be a positive number of bytes; got {m.max_memory!r}")
     if m.method not in ("auto", "newton", "lbfgs", "newton-cg"):
         raise ValueError(f"method must be 'auto', 'newton', 'lbfgs' or 'newton-cg'; got {m.method!r}")
     if m.dtype not in ("float64", "float32"): raise ValueError(f"dtype must be 'float64' or 'float32'; got {m.dtype!r}")
-    if not m.tol > 0: raise ValueError(f"tol must be positive; got {m.tol}")
+    if not (_is_real(m.tol) and m.tol > 0): raise ValueError(f"tol must be a positive number; got {m.tol!r}")
 
 @tf.function(reduce_retracing=True)
 def _objective(layout, theta, x, labels, sample_weight, l2_reg):
@@ -171,14 +180,23 @@ def _objective(layout, theta, x, labels, sample_weight, l2_reg):
     return tf.reduce_sum(sample_weight * losses_from_logits(layout, z, labels)) + 0.5 * l2_reg * tf.reduce_sum(W * W)
 
 # %% ../nbs/02_model.ipynb #243e89c9
-def _armijo(f, theta, value, grad, step, max_halvings=60):
-    "Backtracking line search along `-step` (Armijo condition with constant 1e-4); returns the new point or None."
-    slope = tf.reduce_sum(grad * step)
-    t = 1.0
+def _below_rounding(value, slope, dtype):
+    "Whether a predicted decrease `slope` is within a few ulps of the objective `value`, where values cannot rank steps."
+    return slope <= 10 * np.finfo(dtype).eps * max(1.0, abs(value))
+
+def _armijo(f, theta, value, grad, step, grad_norm=None, max_halvings=60):
+    "Backtracking along `-step`: Armijo's condition (constant 1e-4), or a smaller ‖∇L‖ once the decrease is below rounding."
+    slope, value = float(tf.reduce_sum(grad * step)), float(value)
+    by_gradient = grad_norm is not None and _below_rounding(value, slope, theta.dtype.as_numpy_dtype)
+    g0, t = float(tf.norm(grad)), 1.0
     for _ in range(max_halvings):
         cand = theta - t * step
-        fc = f(cand)
-        if tf.math.is_finite(fc) and fc <= value - 1e-4 * t * slope: return cand
+        if by_gradient:
+            gc = grad_norm(cand)
+            if np.isfinite(gc) and gc < g0: return cand
+        else:
+            fc = float(f(cand))
+            if np.isfinite(fc) and fc <= value - 1e-4 * t * slope: return cand
         t *= 0.5
     return None
 
@@ -186,13 +204,14 @@ def _second_order_fit(m, theta, threshold, solve_step):
     "Damped Newton iterations with a pluggable step solver; returns (theta, grad_norm, n_iter)."
     lay, x, y, s, l2 = m._problem
     f = lambda th: _objective(lay, th, x, y, s, l2)
+    grad_norm = lambda th: float(tf.norm(objective_and_gradient(lay, th, x, y, s, l2)[1]))
     for it in range(m.max_iter + 1):
         value, grad = objective_and_gradient(lay, theta, x, y, s, l2)
         gnorm = float(tf.norm(grad))
         if m.verbose: print(f"iter {it}: objective {float(value):.10g}  |grad| {gnorm:.3e}")
         if gnorm <= threshold or it == m.max_iter: return theta, gnorm, it
         step = project_gauge(lay, solve_step(theta, grad, gnorm))
-        new = _armijo(f, theta, value, grad, step)
+        new = _armijo(f, theta, value, grad, step, grad_norm)
         if new is None: return theta, gnorm, it  # no decrease possible at this precision
         theta = new
 
@@ -232,6 +251,13 @@ def _explicit_fits(layout, n, max_memory, itemsize):
     P = layout.num_params
     return P * P * itemsize * 3 <= max_memory and P <= 12000
 
+def _check_classes_weighted(y, s, K, fit_intercept):
+    "With an intercept, a class of zero total weight sends its bias to −∞ (no finite optimum): refuse it."
+    if not fit_intercept: return
+    empty = np.flatnonzero(np.bincount(y, weights=s, minlength=K)[:K] <= 0)
+    if len(empty): raise ValueError(f"class {empty[0]} has no example of positive weight, so with fit_intercept its bias "
+                                    "has no finite optimum; drop the class or set fit_intercept=False")
+
 def _run_fit(self, x, labels, sample_weight, warm):
     _check_hyperparameters(self)
     dt = np.dtype(self.dtype)
@@ -244,6 +270,7 @@ def _run_fit(self, x, labels, sample_weight, warm):
         if len(np.unique(y)) < 2: raise ValueError("labels must contain at least two classes to infer num_classes")
     if K < 2: raise ValueError(f"num_classes must be >= 2; got {K}")
     s = _as_weights(sample_weight, len(x), dt)
+    _check_classes_weighted(y, s, K, self.fit_intercept)
     lay = Layout(x.shape[1], K, self.fit_intercept)
     if warm and lay != self.layout_:
         raise ValueError(f"warm_fit needs data shaped like the first fit: {self.layout_} vs {lay}")

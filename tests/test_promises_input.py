@@ -4,9 +4,6 @@ error (ValueError / TypeError or a subclass, a message naming what is wrong), an
 The library is called in-process; the command is the installed `groupinf` console script run as a subprocess, which
 must print ONE line `groupinf: error: ...` and exit with status 1. Argument-parser errors (status 2) and the demo's
 unknown dataset are in test_cli.py; the runner's own argument checks are in test_runner.py.
-
-Promises marked xfail(strict=True) are broken today in a notebook this module does not own; each reason names the
-notebook, what happens instead, and the fix.
 """
 import os, shutil, subprocess
 from pathlib import Path
@@ -90,10 +87,6 @@ def test_fit_refuses_a_single_class(data):
     with pytest.raises(ValueError, match="at least two classes"): LogisticRegression(1.0).fit(x, np.zeros_like(y))
 
 
-@pytest.mark.xfail(strict=True, reason="02_model: with fit_intercept and a class that has no example of positive "
-                   "weight the objective has no minimum (that class's bias runs to -inf), but fit/warm_fit stop at "
-                   "bias ~ -22 and report convergence. Fix: in _run_fit, when fit_intercept, raise ValueError naming "
-                   "the class if np.bincount(y, weights=s, minlength=K) has a zero entry.")
 def test_fit_refuses_a_class_without_examples_when_the_intercept_has_no_optimum(data):
     x, y, _, _ = data
     with pytest.raises(ValueError, match="class"):
@@ -156,11 +149,6 @@ def test_non_convergence_within_the_iteration_limit_raises_convergence_error(dat
     finally: engine.model.max_iter = 100
 
 
-@pytest.mark.xfail(strict=True, reason="02_model: _check_hyperparameters compares l2_reg without checking its type, so "
-                   "l2_reg='1' fails inside numpy ('ufunc isfinite not supported...') and max_iter=-1 fails with "
-                   "'cannot unpack non-iterable NoneType object'. Fix: check isinstance(l2_reg, numbers.Real) and "
-                   "max_iter an int >= 0 (not bool) in _check_hyperparameters, raising TypeError/ValueError that "
-                   "name the parameter.")
 @pytest.mark.parametrize("kw", [dict(l2_reg="1"), dict(l2_reg=1.0, max_iter=-1), dict(l2_reg=1.0, max_iter=1.5)],
                          ids=["l2_reg-str", "max_iter-negative", "max_iter-float"])
 def test_hyperparameters_of_the_wrong_type_or_range_are_named(data, kw):
@@ -169,11 +157,6 @@ def test_hyperparameters_of_the_wrong_type_or_range_are_named(data, kw):
     with pytest.raises((TypeError, ValueError), match=name): LogisticRegression(**kw).fit(x[:40], y[:40])
 
 
-@pytest.mark.xfail(strict=True, reason="02_model / 04_influence / 10_subset_influence: max_memory <= 0 (or NaN) is "
-                   "accepted; batch_size_for then uses batches of one example (a subsets run with --max-memory -5 "
-                   "did not finish in 5 minutes) and GroupInfluence silently switches to CG. Fix: raise ValueError "
-                   "'max_memory must be a positive number of bytes' in _check_hyperparameters, GroupInfluence.__init__ "
-                   "and subsets_config.")
 def test_max_memory_must_be_a_positive_number_of_bytes(data):
     from groupinf.experiments.subsets import subsets_config
     x, y, _, _ = data
@@ -182,11 +165,6 @@ def test_max_memory_must_be_a_positive_number_of_bytes(data):
 
 
 # ------------------------------------------------------------------------------------------------ the estimators
-@pytest.mark.xfail(strict=True, reason="04_influence: GroupInfluence does not validate x; NaN/inf features reach the "
-                   "Cholesky factorisation and surface as NotPositiveDefiniteError 'is the model at its optimum, and "
-                   "l2_reg > 0?', which points at the wrong cause. Fix: in GroupInfluence.__init__ validate x, labels "
-                   "and sample_weight with groupinf.model's _as_features/_as_labels/_as_weights (num_classes=model."
-                   "num_classes_) before model_tensors.")
 @pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
 def test_estimators_refuse_non_finite_features(data, engine, bad):
     from groupinf.influence import GroupInfluence
@@ -196,10 +174,6 @@ def test_estimators_refuse_non_finite_features(data, engine, bad):
         GroupInfluence(engine.model, x, y, progress=False)
 
 
-@pytest.mark.xfail(strict=True, reason="04_influence: GroupInfluence (and Target) do not check labels against the "
-                   "model's classes; a label 2 given to a binary model is used as the number 2 and every estimate "
-                   "comes out finite and wrong, silently. Fix: validate labels with _as_labels(labels, n, "
-                   "model.num_classes_) in GroupInfluence.__init__ and in Target.__post_init__ / target_gradients.")
 def test_estimators_refuse_labels_outside_the_models_classes(data, engine):
     from groupinf.influence import GroupInfluence, Target
     x, y, xt, yt = data
@@ -209,11 +183,6 @@ def test_estimators_refuse_labels_outside_the_models_classes(data, engine):
         engine.pointwise_influence(Target.losses(xt[:2], np.array([2, 0])))
 
 
-@pytest.mark.xfail(strict=True, reason="04_influence: data of the wrong shape reaches TensorFlow and fails with "
-                   "tensorflow InvalidArgumentError ('Incompatible shapes: [455,1] vs. [454,1]', 'Matrix "
-                   "size-incompatible'), which is neither a ValueError nor a one-line message. Fix: check "
-                   "x.shape == (n, model.layout_.num_features), len(labels) == n and sample_weight.shape == (n,) in "
-                   "GroupInfluence.__init__ (and Target x width in target_gradients), raising ValueError.")
 @pytest.mark.parametrize("which", ["labels-short", "features-missing", "weights-short"])
 def test_estimators_refuse_data_of_the_wrong_shape(data, engine, which):
     from groupinf.influence import GroupInfluence
@@ -224,8 +193,6 @@ def test_estimators_refuse_data_of_the_wrong_shape(data, engine, which):
         GroupInfluence(engine.model, *args[:2], sample_weight=args[2], progress=False)
 
 
-@pytest.mark.xfail(strict=True, reason="04_influence: Target accepts NaN features, so pointwise_influence returns NaN "
-                   "rows silently. Fix: check np.isfinite(x).all() in Target.__post_init__ (ValueError naming x).")
 def test_targets_refuse_non_finite_features(data):
     from groupinf.influence import Target
     _, _, xt, yt = data
@@ -243,26 +210,15 @@ ESTIMATOR_CALLS = {"first_order_params": lambda e, g: e.first_order_params(g),
                    "newton_params": lambda e, g: e.newton_params(g),
                    "retrain": lambda e, g: e.retrain(g),
                    "influence": lambda e, g: e.influence(g, {}, estimators=("pred", "newton", "actual"))}
-RETRAIN_OOR = pytest.mark.xfail(strict=True, reason="04_influence: GroupInfluence.retrain zeroes W[j, g] before it "
-                                "validates the groups, so an out-of-range index raises numpy's IndexError 'index 455 is "
-                                "out of bounds for axis 1 with size 455' and float indices 'arrays used as indices must "
-                                "be of integer (or boolean) type' (a negative index is even applied first). Fix: "
-                                "call group_indicator(groups, self.n) at the top of retrain.")
 
 
 @pytest.mark.parametrize("estimator, bad", [
-    pytest.param(e, b, marks=RETRAIN_OOR if e == "retrain" and b in ("out-of-range", "float") else ())
-    for e in ESTIMATOR_CALLS for b in BAD_GROUPS])
+    (e, b) for e in ESTIMATOR_CALLS for b in BAD_GROUPS])
 def test_bad_groups_are_refused_naming_the_group(engine, estimator, bad):
     group, match = BAD_GROUPS[bad]
     with pytest.raises(ValueError, match=match): ESTIMATOR_CALLS[estimator](engine, [group])
 
 
-@pytest.mark.xfail(strict=True, reason="04_influence (and 02_model warm_fit): removing every point of a class leaves "
-                   "that class's bias without a finite optimum, yet retrain reports convergence (gradient 1e-7 at "
-                   "bias ~ -22) and the 'actual' effect is an artefact of the tolerance. Fix: in retrain_weights, "
-                   "raise ValueError naming the row/group when a class has zero total weight in a row (when the "
-                   "model fits an intercept).")
 @pytest.mark.parametrize("dataset", ["breast_cancer", "iris"])
 def test_retraining_refuses_a_group_that_removes_a_whole_class(dataset):
     from groupinf.influence import GroupInfluence

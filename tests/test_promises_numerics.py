@@ -146,15 +146,9 @@ def test_a_group_whose_removal_makes_the_hessian_singular_is_a_clear_error(featu
     else: assert np.all(np.isfinite(D))
 
 
-CG_SINGULAR = pytest.mark.xfail(strict=True, reason="04_influence: with l2_reg = 0 and collinear features the K-FAC "
-                                "preconditioner of the CG path divides by a zero eigenvalue (den has a 0), PCG then "
-                                "carries NaN, and _solve_rows does not notice because `NaN > cg_tol` is False: "
-                                "first_order_params returns NaN silently. Fix: in _solve_rows raise ConvergenceError "
-                                "unless np.all(np.isfinite(X)) and np.all(res <= cg_tol); in _preconditioner floor den "
-                                "(or return None) when it has non-positive entries.")
 
 
-@pytest.mark.parametrize("method", ["explicit", pytest.param("cg", marks=CG_SINGULAR)])
+@pytest.mark.parametrize("method", ["explicit", "cg"])
 def test_an_exactly_singular_hessian_at_the_optimum_is_refused_or_gives_finite_effects(method):
     "λ = 0 and a duplicated feature: H is exactly singular. A clear error, or finite effects; never NaN."
     rng = np.random.RandomState(3)

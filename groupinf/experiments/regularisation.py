@@ -55,7 +55,7 @@ class RegularisationRun(SubsetInfluence):
         "Only the first-order scatter plot per run (the sweep draws Figure 3)."
         import matplotlib.pyplot as plt
         from groupinf.experiments.subsets import influence_figure
-        fig = influence_figure(self.R, self.binary, "pred", dataset=f"{self.config['dataset_id']} λ/n = {self.config['tag'][8:]}")
+        fig = influence_figure(self.R, self.binary, "pred", dataset=f"{self.config['dataset_id']} λ/n = {self.config['normalized_cross_validation_range'][0]:g}")
         self.save_figure(fig, "actual-vs-pred.png"); plt.close(fig)
 
 # %% ../../nbs/11_regularisation.ipynb #d8d63531

@@ -47,6 +47,8 @@ def subsets_config(dataset_id: str = "breast_cancer", # dataset to run on
     if subset_choice_type not in ("range", "types"): raise ValueError(f"subset_choice_type must be 'range' or 'types'; got {subset_choice_type!r}")
     if not 0 < subset_min_rel_size <= subset_max_rel_size <= 1: raise ValueError("need 0 < subset_min_rel_size <= subset_max_rel_size <= 1")
     if num_subsets < 1: raise ValueError(f"num_subsets must be >= 1; got {num_subsets}")
+    if not (isinstance(max_memory, (int, float)) and np.isfinite(max_memory) and max_memory > 0):
+        raise ValueError(f"max_memory must be a positive number of bytes; got {max_memory!r}")
     return dict(dataset_id=dataset_id, data_dir=None if data_dir is None else str(data_dir), subset_seed=int(subset_seed),
                 subset_choice_type=subset_choice_type, subset_rel_size=float(subset_rel_size),
                 subset_min_rel_size=float(subset_min_rel_size), subset_max_rel_size=float(subset_max_rel_size),
