@@ -60,8 +60,39 @@ def _group_sizes(s):
     if any(v <= 0 for v in vals): raise argparse.ArgumentTypeError(f"group sizes must be positive, got {s!r}")
     return vals
 
-def _add_run_parser(sub):
-    "`groupinf run subsets` with the original script's flags plus the executor flags."
+# Commands whose parsers live in modules that import TensorFlow: name -> (one-line help, module, parser, runner).
+# Only the command being run is imported; the others are listed by name and help.
+_LAZY_COMMANDS = {
+    "figures": ("draw the paper's figures from existing runs", "groupinf.paper", "add_figures_parser", "run_figures"),
+    "reproduce": ("run every run of the paper in dependency order, then the figures", "groupinf.reproduce",
+                  "add_reproduce_parser", "run_reproduce"),
+    "bench": ("time the engine against the original algorithms on paper-shaped data", "groupinf.bench",
+              "add_bench_parser", "run_bench")}
+_EXPERIMENT_COMMANDS = {
+    "regularisation": ("subset influence at fixed λ/n over a grid (Figure 3)", "groupinf.experiments.regularisation",
+                       "add_regularisation_parser", "run_regularisation"),
+    "counterexamples": ("synthetic counterexamples: influence vs Newton on constructed test points (Figure 4)",
+                        "groupinf.experiments.counterexamples", "add_counterexamples_parser", "run_counterexamples"),
+    "credit-assignment": ("credit assignment to MultiNLI crowdworkers (one group per worker)", "groupinf.experiments.credit_assignment",
+                          "add_credit_assignment_parser", "run_credit_assignment"),
+    "data-valuation": ("data valuation of CDR labelling functions (one group per LF)", "groupinf.experiments.data_valuation",
+                       "add_data_valuation_parser", "run_data_valuation"),
+    "babble-reduce": ("L1 feature selection on CDR that builds reduced_cdr", "groupinf.experiments.data_valuation",
+                      "add_babble_reduce_parser", "run_babble_reduce")}
+
+def _lazy(entry, which: int):
+    "The parser-adding (which=2) or running (which=3) function of a lazily imported command."
+    import importlib
+    return getattr(importlib.import_module(entry[1]), entry[which])
+
+def _add_commands(sub, table, selected):
+    "Each command of `table`: its real parser if it is `selected` (or `selected` is None: all), else a listing stub."
+    for name, entry in table.items():
+        if selected is None or selected == name: _lazy(entry, 2)(sub)
+        else: sub.add_parser(name, help=entry[0], add_help=False)
+
+def _add_run_parser(sub, selected=None):
+    "`groupinf run subsets` with the original script's flags plus the executor flags, and the other experiments."
     from groupinf.runner import add_executor_arguments
     r = sub.add_parser("run", help="run an experiment of the paper", description="Run an experiment of the paper.")
     rsub = r.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
@@ -85,16 +116,7 @@ def _add_run_parser(sub):
     p.add_argument("--skip-hessian-spectrum", action="store_true", help="skip the eigenvalues of H⁻¹H_U")
     p.add_argument("--tag", default=None, help="suffix of the run id")
     add_executor_arguments(p)
-    for add in _experiment_commands().values(): add[0](rsub)
-
-def _experiment_commands():
-    "`groupinf run <name>` commands defined by the experiment notebooks: name -> (add_parser, run)."
-    from groupinf.experiments import regularisation as reg, counterexamples as cex, credit_assignment as ca, data_valuation as dv
-    return {"regularisation": (reg.add_regularisation_parser, reg.run_regularisation),
-            "counterexamples": (cex.add_counterexamples_parser, cex.run_counterexamples),
-            "credit-assignment": (ca.add_credit_assignment_parser, ca.run_credit_assignment),
-            "data-valuation": (dv.add_data_valuation_parser, dv.run_data_valuation),
-            "babble-reduce": (dv.add_babble_reduce_parser, dv.run_babble_reduce)}
+    _add_commands(rsub, _EXPERIMENT_COMMANDS, selected)
 
 def _run_subsets(args):
     from groupinf.runner import executor_from_args, run_options_from_args, out_dir_from_args, configure_logging
@@ -117,8 +139,16 @@ def _run_subsets(args):
           f"Spearman ρ of the actual effect with each estimator above; all targets in {exp.run_dir / 'summary.csv'}, "
           f"figures in {exp.run_dir / 'plots'}, every array in {exp.run_dir / 'results.npz'}")
 
-def build_parser() -> argparse.ArgumentParser:
+def _selected(argv):
+    "The command and `run` experiment that argv asks for (the first positional words), for building only their parsers."
+    words = [a for a in argv if not a.startswith("-")]
+    command = words[0] if words else ""
+    return command, (words[1] if command == "run" and len(words) > 1 else "")
+
+def build_parser(argv=None # the arguments to be parsed: only the parsers they need are built; None builds all
+                ) -> argparse.ArgumentParser:
     "The `groupinf` argument parser with all its subcommands."
+    command, experiment = _selected(argv) if argv is not None else (None, None)
     p = argparse.ArgumentParser(prog="groupinf", description="Group influence functions for logistic regression: "
                                 "estimate the effect of removing groups of training points, and check it by retraining.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -129,12 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rel-l2-reg", type=float, default=1e-3, help="regularisation λ/n (default: %(default)s)")
     d.add_argument("--sizes", type=_group_sizes, default=(5, 20, 50, 100), help="comma-separated group sizes (default: 5,20,50,100)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random groups (default: %(default)s)")
-    _add_run_parser(sub)
-    from groupinf.paper import add_figures_parser
-    from groupinf.reproduce import add_reproduce_parser
-    add_figures_parser(sub); add_reproduce_parser(sub)
-    from groupinf.bench import add_bench_parser
-    add_bench_parser(sub)
+    if command in (None, "run"): _add_run_parser(sub, experiment)
+    else: sub.add_parser("run", help="run an experiment of the paper", add_help=False)
+    _add_commands(sub, _LAZY_COMMANDS, command)
     ds = sub.add_parser("datasets", help="list or fetch the paper's datasets", description="List or fetch datasets.")
     dsub = ds.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
     dsub.add_parser("list", help="every dataset id with its shape, source, license and offline availability")
@@ -160,20 +187,13 @@ def _run(args):
         demo(args.dataset, args.rel_l2_reg, args.sizes, args.seed)
     elif args.command == "datasets": _run_datasets(args)
     elif args.command == "run" and args.experiment == "subsets": _run_subsets(args)
-    elif args.command == "run": _experiment_commands()[args.experiment][1](args)
-    elif args.command == "reproduce":
-        from groupinf.reproduce import run_reproduce
-        run_reproduce(args)
-    elif args.command == "figures":
-        from groupinf.paper import run_figures
-        run_figures(args)
-    elif args.command == "bench":
-        from groupinf.bench import run_bench
-        run_bench(args)
+    elif args.command == "run": _lazy(_EXPERIMENT_COMMANDS[args.experiment], 3)(args)
+    else: _lazy(_LAZY_COMMANDS[args.command], 3)(args)
 
 def main(argv=None) -> int:
     "Entry point of the `groupinf` command; returns the exit status."
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try: _run(args)
     except (CLIError, ValueError, RuntimeError, OSError, LookupError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -923,16 +923,28 @@ def run(self: Experiment,
         ) -> dict: # R: every phase's results merged
     "Run the experiment: reuse stored phases that are still valid, compute the others, write the run's outputs."
     inv = _invalidated_index(self, invalidate)
-    with run_lock(self.run_dir, timeout=lock_timeout):
-        if (n := remove_temp_files(self.run_dir)): logger.info("removed %d temporary files of an interrupted run", n)
-        atomic_write_text(self.run_dir / "config.json", json.dumps(self.config, indent=2, sort_keys=True) + "\n")
-        self.R, self.results, self.phase_log, self._merged, self._origin, self._hashes = {}, {}, [], {}, {}, {}
-        for spec in self.phases:
-            forced = ("force_refresh" if force_refresh else
-                      f"invalidate={inv}" if inv is not None and spec.index >= inv else None)
-            _run_phase(self, spec, forced)
-        _finish_run(self)
+    created = [d for d in (self.run_dir.parent, self.run_dir) if not d.exists()]
+    try:
+        with run_lock(self.run_dir, timeout=lock_timeout):
+            if (n := remove_temp_files(self.run_dir)): logger.info("removed %d temporary files of an interrupted run", n)
+            atomic_write_text(self.run_dir / "config.json", json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+            self.R, self.results, self.phase_log, self._merged, self._origin, self._hashes = {}, {}, [], {}, {}, {}
+            for spec in self.phases:
+                forced = ("force_refresh" if force_refresh else
+                          f"invalidate={inv}" if inv is not None and spec.index >= inv else None)
+                _run_phase(self, spec, forced)
+            _finish_run(self)
+    except BaseException:
+        _discard_if_empty(created)
+        raise
     return self.R
+
+def _discard_if_empty(created):
+    "Remove the directories a failed run created if they hold nothing but its config and lock (no phase, no task)."
+    for d in reversed(created):
+        if not d.is_dir(): continue
+        if any(p.is_file() and p.name not in (".lock", "config.json") for p in d.rglob("*")): return
+        shutil.rmtree(d, ignore_errors=True)
 
 @patch
 def map_tasks(self: Experiment, fn: Callable, # task: fn(item, **shared) -> result

@@ -232,7 +232,7 @@ def test_an_unknown_dataset_in_an_experiment_is_a_data_error_that_stores_no_resu
     from groupinf.experiments.subsets import SubsetInfluence, subsets_config
     exp = SubsetInfluence(subsets_config("no_such_data", num_subsets=1), out_dir=tmp_path, progress=False)
     with pytest.raises(DataError, match="unknown dataset id 'no_such_data'"): exp.run()
-    assert result_files(tmp_path) == []
+    assert result_files(tmp_path) == [] and not exp.run_dir.exists()   # not even its config and lock
 
 
 def test_an_unwritable_output_directory_is_an_os_error_that_writes_nothing(tmp_path):

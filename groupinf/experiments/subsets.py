@@ -94,6 +94,13 @@ class SubsetInfluence(Experiment):
     run_id_format = "{dataset_id}_{subset_choice_type}-{num_subsets}_seed-{subset_seed}"
     volatile_config_keys = ("data_dir", "max_memory")
 
+    def make_run_id(self) -> str:
+        "The original's run id, then `_kmeans-<n>` and `_no-spectrum` when those settings are not the defaults, then `_<tag>`."
+        c = self.config
+        extras = ([f"kmeans-{c['kmeans_n_init']}"] if c.get("kmeans_n_init", 10) != 10 else []) + \
+                 (["no-spectrum"] if c.get("skip_hessian_spectrum") else []) + ([str(c["tag"])] if c.get("tag") is not None else [])
+        return "_".join([self.run_id_format.format(**c)] + extras)
+
     @functools.cached_property
     def data(self):
         "Dense (x_train, y_train, x_test, y_test)."
