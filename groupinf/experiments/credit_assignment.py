@@ -9,6 +9,7 @@ import numpy as np
 from ..runner import Experiment, phase
 from ..model import LogisticRegression
 from ..groups import pick_fixed_test, turker_groups, pad_groups, unpad_groups
+from .subsets import cv_grid, retrained_rows, retrain_results
 
 # %% auto #0
 __all__ = ['MATCHED_GENRES', 'MISMATCHED_GENRES', 'FIXED_POINTS', 'STANDIN_DEFAULTS', 'GENRE_EFFECT_ORDER', 'GENRE_EFFECT_SORT',
@@ -146,15 +147,10 @@ def credit_assignment_config(dataset_id: str = "mnli", # 'mnli' or 'mnli_standin
     "The configuration of a credit-assignment run."
     if dataset_id not in ("mnli", "mnli_standin"): raise ValueError(f"dataset_id must be 'mnli' or 'mnli_standin'; got {dataset_id!r}")
     if inverse_hvp_method not in ("explicit", "cg"): raise ValueError(f"inverse_hvp_method must be 'explicit' or 'cg'; got {inverse_hvp_method!r}")
-    if fixed_reg is not None:
-        if not fixed_reg > 0: raise ValueError(f"fixed_reg must be positive; got {fixed_reg}")
-        cv_range = (fixed_reg, fixed_reg, 1)
-    lo, hi, num = cv_range
-    if not (0 < lo <= hi and int(num) >= 1): raise ValueError(f"cv_range must be (min > 0, max >= min, count >= 1); got {cv_range}")
     return dict(dataset_id=dataset_id, data_dir=None if data_dir is None else str(data_dir), num_features=int(num_features),
                 standin=_standin_params(standin) if dataset_id == "mnli_standin" else None,
                 sample_weights=None if not sample_weights else True, cross_validation_folds=5,
-                normalized_cross_validation_range=[float(lo), float(hi), int(num)], inverse_hvp_method=inverse_hvp_method,
+                normalized_cross_validation_range=cv_grid(cv_range, fixed_reg), inverse_hvp_method=inverse_hvp_method,
                 newton=bool(newton), use_frozen_fixed_points=bool(use_frozen_fixed_points),
                 min_group_size=int(min_group_size), max_memory=float(max_memory), tag=tag)
 
@@ -193,9 +189,7 @@ def influence_engine(data_fn, data_key, params, l2_reg, num_classes, method, max
 
 def retrain_task(groups, **problem):
     "Retrain without each group of a chunk (weights zeroed): parameter change, gradient norm, tolerance, iterations."
-    r = influence_engine(**problem).retrain([np.asarray(g, np.int64) for g in groups])
-    return [dict(dparam=r.dparams[j], grad_norm=r.grad_norms[j], threshold=r.thresholds[j], n_iter=r.n_iter[j])
-            for j in range(len(groups))]
+    return retrained_rows(influence_engine(**problem).retrain([np.asarray(g, np.int64) for g in groups]))
 
 def cross_validate(exp: Experiment, n: int, select_by: str = "accuracy", f1_sets=()) -> dict:
     "Phase body shared by the applications: λ grid × contiguous folds; select the λ with the best mean criterion."
@@ -356,9 +350,7 @@ def _ca_first_order(self: CreditAssignment):
 def _ca_retrain(self: CreditAssignment):
     out = self.map_tasks(retrain_task, [g.tolist() for g in self.groups], shared=self.problem(), batched=True,
                          chunk_size=24, desc="retrain")
-    return dict(subset_dparam=np.stack([o["dparam"] for o in out]), subset_retrain_grad_norm=np.array([o["grad_norm"] for o in out]),
-                subset_retrain_grad_threshold=np.array([o["threshold"] for o in out]),
-                subset_retrain_n_iter=np.array([o["n_iter"] for o in out]))
+    return retrain_results(out)
 
 @phase(7, "compute_self_pred_infl")
 def _ca_self_pred(self: CreditAssignment):

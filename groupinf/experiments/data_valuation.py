@@ -10,6 +10,7 @@ import numpy as np
 from ..runner import Experiment, phase
 from ..model import LogisticRegression
 from ..groups import pick_fixed_test, labelling_function_groups, pad_groups, unpad_groups, group_indicator
+from .subsets import cv_grid, retrain_results
 from .credit_assignment import (cross_validate, retrain_task, influence_engine, unpack_effects,
                                                     correlation_table)
 
@@ -249,13 +250,8 @@ def data_valuation_config(dataset_id: str = "reduced_cdr", # 'reduced_cdr' (the 
     if dataset_id not in ("reduced_cdr", "cdr"): raise ValueError(f"dataset_id must be 'reduced_cdr' or 'cdr'; got {dataset_id!r}")
     if cv_criterion not in CV_CRITERIA: raise ValueError(f"cv_criterion must be one of {CV_CRITERIA}; got {cv_criterion!r}")
     if inverse_hvp_method not in ("explicit", "cg"): raise ValueError(f"inverse_hvp_method must be 'explicit' or 'cg'; got {inverse_hvp_method!r}")
-    if fixed_reg is not None:
-        if not fixed_reg > 0: raise ValueError(f"fixed_reg must be positive; got {fixed_reg}")
-        cv_range = (fixed_reg, fixed_reg, 1)
-    lo, hi, num = cv_range
-    if not (0 < lo <= hi and int(num) >= 1): raise ValueError(f"cv_range must be (min > 0, max >= min, count >= 1); got {cv_range}")
     return dict(dataset_id=dataset_id, data_dir=None if data_dir is None else str(data_dir), sample_weights=bool(sample_weights),
-                cross_validation_folds=5, normalized_cross_validation_range=[float(lo), float(hi), int(num)],
+                cross_validation_folds=5, normalized_cross_validation_range=cv_grid(cv_range, fixed_reg),
                 cv_criterion=cv_criterion, balance_test=bool(balance_test), use_frozen_fixed_test=bool(use_frozen_fixed_test),
                 inverse_hvp_method=inverse_hvp_method, max_memory=float(max_memory), tag=tag)
 
@@ -367,9 +363,7 @@ def _dv_pick_subsets(self: DataValuation):
 def _dv_retrain(self: DataValuation):
     out = self.map_tasks(retrain_task, [g.tolist() for g in self.groups], shared=self.problem(), batched=True,
                          chunk_size=24, desc="retrain")
-    return dict(subset_dparam=np.stack([o["dparam"] for o in out]), subset_retrain_grad_norm=np.array([o["grad_norm"] for o in out]),
-                subset_retrain_grad_threshold=np.array([o["threshold"] for o in out]),
-                subset_retrain_n_iter=np.array([o["n_iter"] for o in out]))
+    return retrain_results(out)
 
 @phase(7, "compute_self_pred_infl")
 def _dv_self_pred(self: DataValuation):

@@ -13,8 +13,9 @@ from ..model import LogisticRegression
 from ..groups import pick_fixed_test, pick_subsets, pad_groups, unpad_groups, simplified_tag
 
 # %% auto #0
-__all__ = ['DATASET_SETTINGS', 'ESTIMATOR_LABELS', 'subsets_config', 'retrain_task', 'newton_task', 'SubsetInfluence',
-           'cv_fold_task', 'summary_table', 'scatter_panel', 'influence_figure']
+__all__ = ['DATASET_SETTINGS', 'ESTIMATOR_LABELS', 'cv_grid', 'subsets_config', 'retrained_rows', 'retrain_results',
+           'retrain_task', 'newton_task', 'SubsetInfluence', 'cv_fold_task', 'summary_table', 'scatter_panel',
+           'influence_figure']
 
 # %% ../../nbs/10_subset_influence.ipynb #780fd229
 DATASET_SETTINGS = {
@@ -24,6 +25,17 @@ DATASET_SETTINGS = {
     "cifar10_small": ("cg", (1e-3, 1.0, 4)), "cifar10": ("cg", (1e-3, 1.0, 4)),
 }
 _EMBEDDED_DEFAULT = ("explicit", (1e-4, 1e-1, 10))
+
+def cv_grid(cv_range, # (min, max, count) of λ/n
+            fixed_reg: float | None = None, # a single λ/n instead of the grid
+           ) -> list:
+    "The checked cross-validation grid `[min, max, count]` of λ/n, or the single value `fixed_reg`."
+    if fixed_reg is not None:
+        if not fixed_reg > 0: raise ValueError(f"fixed_reg must be positive; got {fixed_reg}")
+        cv_range = (fixed_reg, fixed_reg, 1)
+    lo, hi, num = cv_range
+    if not (0 < lo <= hi and int(num) >= 1): raise ValueError(f"cv_range must be (min > 0, max >= min, count >= 1); got {cv_range}")
+    return [float(lo), float(hi), int(num)]
 
 def subsets_config(dataset_id: str = "breast_cancer", # dataset to run on
                    data_dir=None, # where downloaded datasets live
@@ -41,9 +53,8 @@ def subsets_config(dataset_id: str = "breast_cancer", # dataset to run on
                    kmeans_n_init: int = 10): # k-means initialisations in the cluster samplers
     "The configuration of a subset-influence run, with the paper's per-dataset settings filled in."
     method, cv = DATASET_SETTINGS.get(dataset_id, _EMBEDDED_DEFAULT)
-    if fixed_reg is not None:
-        if not fixed_reg > 0: raise ValueError(f"fixed_reg must be positive; got {fixed_reg}")
-        cv, tag = (fixed_reg, fixed_reg, 1), tag or f"rel-reg-{fixed_reg:g}"
+    cv = cv_grid(cv, fixed_reg)
+    if fixed_reg is not None: tag = tag or f"rel-reg-{fixed_reg:g}"
     if subset_choice_type not in ("range", "types"): raise ValueError(f"subset_choice_type must be 'range' or 'types'; got {subset_choice_type!r}")
     if not 0 < subset_min_rel_size <= subset_max_rel_size <= 1: raise ValueError("need 0 < subset_min_rel_size <= subset_max_rel_size <= 1")
     if num_subsets < 1: raise ValueError(f"num_subsets must be >= 1; got {num_subsets}")
@@ -53,7 +64,7 @@ def subsets_config(dataset_id: str = "breast_cancer", # dataset to run on
                 subset_choice_type=subset_choice_type, subset_rel_size=float(subset_rel_size),
                 subset_min_rel_size=float(subset_min_rel_size), subset_max_rel_size=float(subset_max_rel_size),
                 num_subsets=int(num_subsets), cross_validation_folds=5,
-                normalized_cross_validation_range=[float(cv[0]), float(cv[1]), int(cv[2])],
+                normalized_cross_validation_range=cv,
                 inverse_hvp_method=inverse_hvp_method or method, max_memory=float(max_memory),
                 skip_hessian_spectrum=bool(skip_hessian_spectrum), tag=tag, kmeans_n_init=int(kmeans_n_init))
 
@@ -71,11 +82,20 @@ def _engine(dataset_id, data_dir, params, l2_reg, num_classes, method, max_memor
     m = LogisticRegression.from_params(params, l2_reg, x.shape[1], num_classes, max_memory=max_memory)
     return GroupInfluence(m, x, y, inverse_hvp_method=method, max_memory=max_memory, progress=False)
 
+def retrained_rows(r) -> list:
+    "One dict per group of a `Retrained`: parameter change, final gradient norm, tolerance, iterations."
+    return [dict(dparam=r.dparams[j], grad_norm=r.grad_norms[j], threshold=r.thresholds[j], n_iter=r.n_iter[j])
+            for j in range(len(r.dparams))]
+
+def retrain_results(rows) -> dict:
+    "The retrain phase's arrays, under the original's keys, from the per-group rows of the retrain tasks."
+    return dict(subset_dparam=np.stack([o["dparam"] for o in rows]), subset_retrain_grad_norm=np.array([o["grad_norm"] for o in rows]),
+                subset_retrain_grad_threshold=np.array([o["threshold"] for o in rows]),
+                subset_retrain_n_iter=np.array([o["n_iter"] for o in rows]))
+
 def retrain_task(groups, **problem):
     "Retrain without each group of a chunk: parameter change, final gradient norm, tolerance, iterations."
-    r = _engine(**problem).retrain([np.asarray(g, np.int64) for g in groups])
-    return [dict(dparam=r.dparams[j], grad_norm=r.grad_norms[j], threshold=r.thresholds[j], n_iter=r.n_iter[j])
-            for j in range(len(groups))]
+    return retrained_rows(_engine(**problem).retrain([np.asarray(g, np.int64) for g in groups]))
 
 def newton_task(groups, skip_spectrum=True, **problem):
     "Newton parameter changes (and spectra of H⁻¹H_U, padded to P) for a chunk of groups."
@@ -207,9 +227,7 @@ def _pick_subsets(self: SubsetInfluence):
 def _retrain(self: SubsetInfluence):
     out = self.map_tasks(retrain_task, [g.tolist() for g in self.groups], shared=self.problem(), batched=True,
                          chunk_size=16, desc="retrain")
-    return dict(subset_dparam=np.stack([o["dparam"] for o in out]), subset_retrain_grad_norm=np.array([o["grad_norm"] for o in out]),
-                subset_retrain_grad_threshold=np.array([o["threshold"] for o in out]),
-                subset_retrain_n_iter=np.array([o["n_iter"] for o in out]))
+    return retrain_results(out)
 
 def _effects(self, prefix, D, kind_linear):
     "Fixed-test and self effects of parameter changes D, linear or plug-in, under the original's key names."
