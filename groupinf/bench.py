@@ -5,13 +5,13 @@
 # %% ../nbs/09_bench.ipynb #fba52d34
 from __future__ import annotations
 import argparse, os, platform, time, warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 import tensorflow as tf
 from .data import load_dataset
-from .model import LogisticRegression, l2_reg_from_relative, objective_and_gradient, project_gauge, null_basis
-from .hessian import hessian, hvp_closed_form, cg_solve, per_example_gradients
+from .model import LogisticRegression, l2_reg_from_relative, objective_and_gradient, project_gauge
+from .hessian import hessian, hvp_closed_form, cg_solve
 from .influence import GroupInfluence, Target
 from .groups import pick_fixed_test
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
@@ -230,9 +230,9 @@ def bench_retrain(problem: Problem, K: int, repeats: int = 3, baseline_repeats: 
     _say(f"[{problem.name} n={problem.n} P={problem.P}] 1. retraining without {K} groups (sizes {min(map(len, groups))}–{max(map(len, groups))})",
          f"   ours {t_ours:.3f} s (+ engine build {t_build:.3f} s) | scikit-learn L-BFGS {t_base:.3f} s"
          f"  →  {out['ratio']:.1f}× ({out['ratio_with_build']:.1f}× counting the build)",
-         f"   ‖∇L‖ at each solution, ours:    " + " ".join(f"{v:.1e}" for v in gn_ours)
+         "   ‖∇L‖ at each solution, ours:    " + " ".join(f"{v:.1e}" for v in gn_ours)
          + f"   (each ≤ its tolerance: {out['ours_within_tol']})",
-         f"   ‖∇L‖ at each solution, sklearn: " + " ".join(f"{v:.1e}" for v in gn_base),
+         "   ‖∇L‖ at each solution, sklearn: " + " ".join(f"{v:.1e}" for v in gn_base),
          f"   ours at least as close to the optimum for every group: {out['ours_at_least_as_close']}; "
          f"max |θ_ours − θ_sklearn| / max|Δθ| = {diff:.1e}; Newton iterations {r.n_iter.tolist()}, L-BFGS iterations {it_base.tolist()}")
     return out
@@ -387,7 +387,6 @@ def run_benchmark(quick: bool = False, # tiny sizes: a smoke test of every code 
          f"BLAS pools {info['blas_threads']}; scikit-learn {info['scikit-learn']}; medians of {repeats} repeats")
     results = []
     for shape in shapes:
-        t = time.perf_counter()
         prob = binary_problem(**cfg["binary"]) if shape == "binary" else mnist_problem(**cfg["multiclass"])
         _say(f"{prob}: fitted in {prob.fit_seconds:.1f} s (setup)")
         base_rep = repeats if shape == "binary" else slow_repeats

@@ -14,11 +14,11 @@ import tensorflow as tf
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .model import (LogisticRegression, Layout, row_logits, probabilities, losses_from_logits,
-                            objective_and_gradient, null_basis, project_gauge, ConvergenceError, _quiet_tf_logger,
+                            objective_and_gradient, null_basis, ConvergenceError, _quiet_tf_logger,
                             _as_features, _as_labels, _as_weights)
-from .hessian import (per_example_gradients, margin_gradients, hessian, hvp_closed_form, cg_solve,
+from .hessian import (per_example_gradients, margin_gradients, hessian, hvp_closed_form,
                               third_derivative, z_vectors, batch_size_for, model_tensors, NotPositiveDefiniteError,
-                              SingularMatrixError, _as_tensor)
+                              _as_tensor)
 from .groups import group_indicator
 
 # %% auto #0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_model.ipynb #d0886522
 from __future__ import annotations
-import numbers, warnings
+import numbers
 from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
