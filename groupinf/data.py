@@ -463,7 +463,7 @@ class DatasetInfo:
 _LOADERS: dict[str, Callable[..., Datasets]] = {}
 _INFO: dict[str, DatasetInfo] = {}
 _SUPPLEMENTS: dict[str, tuple[Callable, str]] = {}
-_FAMILY_MODULES = ("hospital", "spam", "mnist", "inception", "cifar10", "cdr", "mnli", "synthetic")
+_FAMILY_MODULES = ("hospital", "spam", "mnist", "inception", "cifar10", "cdr", "mnli", "synthetic", "shapes")
 
 def _register_families():
     "Import every `groupinf.datasets.<family>` module, which registers its loaders and supplements."

@@ -10,17 +10,18 @@ from types import MappingProxyType
 import numpy as np
 import scipy.sparse as sp
 from scipy.cluster.hierarchy import fclusterdata
+from scipy.sparse.linalg import LinearOperator
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['GROUP_TYPES', 'FIXED_TEST', 'TAIL_FRACTIONS', 'KMEANS_CLUSTERS', 'requested_sizes', 'simplified_tag', 'random_groups',
-           'random_same_class_groups', 'pick_fixed_test', 'tail_phase_sizes', 'tail_window', 'influence_tail_groups',
-           'hierarchical_memory_bytes', 'hierarchical_labels', 'kmeans_labels', 'clusterings', 'cluster_groups',
-           'feature_window_groups', 'pick_subsets', 'groups_by_value', 'turker_groups', 'labelling_function_groups',
-           'pad_groups', 'unpad_groups', 'group_indicator']
+__all__ = ['GROUP_TYPES', 'FIXED_TEST', 'TAIL_FRACTIONS', 'KMEANS_CLUSTERS', 'CLUSTER_DIM', 'requested_sizes', 'simplified_tag',
+           'random_groups', 'random_same_class_groups', 'pick_fixed_test', 'tail_phase_sizes', 'tail_window',
+           'influence_tail_groups', 'principal_coordinates', 'hierarchical_memory_bytes', 'hierarchical_labels',
+           'kmeans_labels', 'clusterings', 'cluster_groups', 'feature_window_groups', 'pick_subsets', 'groups_by_value',
+           'turker_groups', 'labelling_function_groups', 'pad_groups', 'unpad_groups', 'group_indicator']
 
 # %% ../nbs/05_groups.ipynb #e561fd64
 def _check_int(value, name, minimum=None):
@@ -191,22 +192,83 @@ def influence_tail_groups(rng: np.random.RandomState,  # the subset RNG, advance
         tags += t; groups += g
     return tags, groups
 
+# %% ../nbs/05_groups.ipynb #e2600d08
+def _derived_seed(*keys) -> int:
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+def _check_matrix(X, name, operator=True):
+    "X as a 2-d float array, scipy sparse matrix or (if `operator`) LinearOperator, its stored entries finite."
+    if isinstance(X, LinearOperator):
+        if not operator: raise TypeError(f"{name} must be a dense array or a scipy sparse matrix, not a LinearOperator")
+        return X
+    if not sp.issparse(X):
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64): X = X.astype(np.float64)
+    if X.ndim != 2: raise ValueError(f"{name} must be 2-d (N, features), got shape {X.shape}")
+    if not np.all(np.isfinite(X.data if sp.issparse(X) else X)): raise ValueError(f"{name} contains non-finite values")
+    return X
+
+def _products(X):
+    "W -> X @ W and W -> X.T @ W as float64 arrays, for a dense array, a sparse matrix or a LinearOperator."
+    if isinstance(X, LinearOperator): mul, rmul, dt = X.matmat, X.rmatmat, np.float64
+    else: mul, rmul, dt = X.__matmul__, X.T.__matmul__, (np.float32 if X.dtype == np.float32 else np.float64)
+    return (lambda W: np.asarray(mul(W.astype(dt, copy=False)), dtype=np.float64),
+            lambda W: np.asarray(rmul(W.astype(dt, copy=False)), dtype=np.float64))
+
+def _principal_coordinates(X, dim, seed, oversample, power_iters, center, name):
+    n, d = X.shape
+    mul, rmul = _products(X)
+    try: mu = rmul(np.ones((n, 1)))[:, 0] / n if center else np.zeros(d)
+    except (NotImplementedError, TypeError) as e:
+        raise TypeError(f"{name}: products with its transpose failed ({e}); a LinearOperator needs rmatvec or rmatmat") from e
+    A = lambda W: mul(W) - mu @ W                       # (X - 1 mu^T) W
+    At = lambda Q: rmul(Q) - np.outer(mu, Q.sum(0))     # (X - 1 mu^T)^T Q
+    def orth(M):
+        if not np.all(np.isfinite(M)): raise ValueError(f"{name} has non-finite products")
+        return np.linalg.qr(M)[0]
+    ell = min(dim + oversample, n, d)
+    Q = orth(A(np.random.default_rng(np.random.SeedSequence([seed, 0, 1])).standard_normal((d, ell))))
+    for _ in range(power_iters): Q = orth(A(orth(At(Q))))
+    B = At(Q).T                                         # Q^T (X - 1 mu^T) = u diag(s) v^T
+    if not np.all(np.isfinite(B)): raise ValueError(f"{name} has non-finite products")
+    u, s, _ = np.linalg.svd(B, full_matrices=False)
+    Y = (Q @ u[:, :dim]) * s[:dim]
+    return Y * np.where(Y[np.argmax(np.abs(Y), axis=0), np.arange(Y.shape[1])] < 0, -1.0, 1.0)
+
+def principal_coordinates(X,  # (N, D): dense array, scipy sparse matrix, or LinearOperator with matmat and rmatmat
+                          dim: int,  # number r of principal coordinates
+                          seed: int = 0,  # subset seed; the Gaussian test matrix uses SeedSequence([seed, 0, 1])
+                          oversample: int = 10,  # test vectors beyond r
+                          power_iters: int = 2,  # subspace iterations, each re-orthonormalised
+                          center: bool = True,  # subtract the column mean inside every product (nothing is densified)
+                         ) -> np.ndarray:  # (N, min(r, N, D)) float64: the centred rows on the top principal directions
+    "The rows' coordinates on the top principal directions, by randomized PCA from products with X and X.T only."
+    X = _check_matrix(X, 'X')
+    dim, seed = _check_int(dim, 'dim', 1), _check_int(seed, 'seed', 0)
+    oversample, power_iters = _check_int(oversample, 'oversample', 0), _check_int(power_iters, 'power_iters', 0)
+    return _principal_coordinates(X, dim, seed, oversample, power_iters, bool(center), 'X')
+
 # %% ../nbs/05_groups.ipynb #e1f722e8
 KMEANS_CLUSTERS = (4, 8, 16, 32, 64, 128)
+CLUSTER_DIM = 50
 
 def hierarchical_memory_bytes(n: int) -> int:
     "Bytes of the condensed float64 distance matrix that single-linkage clustering of `n` points needs."
     return 8 * n * (n - 1) // 2
 
-def _derived_seed(*keys) -> int:
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-def _as_dense(X, name):
-    X = X.toarray() if sp.issparse(X) else np.asarray(X)
-    if X.ndim != 2: raise ValueError(f"{name} must be 2-d (N, features), got shape {X.shape}")
-    X = X.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(X)): raise ValueError(f"{name} contains non-finite values")
-    return X
+def _cluster_space(X, cluster_dim, seed, name='X'):
+    "The points the clusterings see: X as a dense float64 array, or its top `cluster_dim` principal coordinates."
+    X = _check_matrix(X, name)
+    if cluster_dim is not None: cluster_dim = _check_int(cluster_dim, 'cluster_dim', 1)
+    if cluster_dim is not None and X.shape[1] > cluster_dim:
+        return _principal_coordinates(X, cluster_dim, _check_int(seed, 'seed', 0), 10, 2, True, name)
+    if not isinstance(X, LinearOperator):
+        return X.toarray().astype(np.float64) if sp.issparse(X) else X.astype(np.float64, copy=False)
+    if cluster_dim is None:
+        raise ValueError(f"{name} is a LinearOperator: clustering it needs cluster_dim (a reduced dimension), not None")
+    Y = np.asarray(X.matmat(np.eye(X.shape[1])), dtype=np.float64)   # at most cluster_dim columns
+    if not np.all(np.isfinite(Y)): raise ValueError(f"{name} has non-finite products")
+    return Y
 
 def _split_by_value(values):
     "Sorted distinct values and the ascending int64 row indices of each (one stable sort)."
@@ -218,14 +280,15 @@ def _single_linkage(X):
     if len(X) < 2: return np.ones(len(X), dtype=np.int64)
     return fclusterdata(X, t=1, criterion='inconsistent', metric='euclidean', depth=2, method='single')
 
-def hierarchical_labels(X: np.ndarray,  # points to cluster (N, D)
+def hierarchical_labels(X: np.ndarray,  # points to cluster (N, D): dense, scipy sparse or LinearOperator
                         max_n: int | None = None,  # cluster a subsample of this many points (None: all)
                         seed: int = 0,  # subset seed; the subsample uses SeedSequence([seed, 0])
+                        cluster_dim: int | None = CLUSTER_DIM,  # cluster the top principal coordinates (None: X itself)
                        ) -> np.ndarray:  # cluster label of each point (N,)
     "Single-linkage `fclusterdata(X, t=1)` labels, optionally fitted on a subsample and extended by nearest neighbour."
-    X = _as_dense(X, 'X')
-    n = len(X)
     if max_n is not None: max_n = _check_int(max_n, 'hierarchical_max_n', 2)
+    X = _cluster_space(X, cluster_dim, seed)
+    n = len(X)
     if max_n is None or n <= max_n: return np.asarray(_single_linkage(X), dtype=np.int64)
     sub = np.sort(np.random.RandomState(_derived_seed(seed, 0)).choice(n, max_n, replace=False))
     sub_labels = np.asarray(_single_linkage(X[sub]), dtype=np.int64)
@@ -234,37 +297,39 @@ def hierarchical_labels(X: np.ndarray,  # points to cluster (N, D)
     labels[sub] = sub_labels
     return labels
 
-def kmeans_labels(X: np.ndarray,  # points to cluster (N, D)
+def kmeans_labels(X: np.ndarray,  # points to cluster (N, D): dense, scipy sparse or LinearOperator
                   k: int,  # number of clusters, at most N
                   seed: int = 0,  # subset seed; k-means uses random_state SeedSequence([seed, k])
                   n_init: int = 10,  # k-means++ initialisations (the original's 10)
+                  cluster_dim: int | None = CLUSTER_DIM,  # cluster the top principal coordinates (None: X itself)
                  ) -> np.ndarray:  # cluster label of each point (N,)
     "Labels of a k-means clustering seeded deterministically by the subset seed and k."
-    X = _as_dense(X, 'X')
     k = _check_int(k, 'k', 1)
+    X = _cluster_space(X, cluster_dim, seed)
     if k > len(X): raise ValueError(f"k-means with k={k} needs at least k points, got {len(X)}")
     with warnings.catch_warnings():   # fewer distinct points than k: fewer clusters, which is fine here
         warnings.simplefilter('ignore', ConvergenceWarning)
-        km = KMeans(n_clusters=k, init='k-means++', n_init=n_init, max_iter=300, tol=1e-4,
+        km = KMeans(n_clusters=k, init='k-means++', n_init=n_init, max_iter=300, tol=1e-4, algorithm='lloyd',
                     random_state=_derived_seed(seed, k)).fit(X)
     return km.labels_.astype(np.int64)
 
 # %% ../nbs/05_groups.ipynb #a3ed1123
-def clusterings(X: np.ndarray,  # points to cluster (N, D): raw features or per-example gradients
+def clusterings(X: np.ndarray,  # points to cluster (N, D): features or per-example gradients; dense, sparse or LinearOperator
                 seed: int = 0,  # subset seed, from which every k-means seed is derived
                 kmeans_clusters: Sequence[int] = KMEANS_CLUSTERS,  # the k of each k-means clustering
                 hierarchical: bool = True,  # include the single-linkage clustering (first in the pool)
                 hierarchical_max_n: int | None = None,  # subsample size for single linkage (None: all points)
                 kmeans_n_init: int = 10,  # k-means++ initialisations per k-means
+                cluster_dim: int | None = CLUSTER_DIM,  # cluster the top principal coordinates, computed once (None: X itself)
                 progress: bool = False,  # show a progress bar over the clusterings
                ) -> list[np.ndarray]:  # all clusters, hierarchical first, then k = 4, 8, ..., 128
     "The pooled clusters of single-linkage and k-means clusterings, each cluster a sorted index array."
-    X = _as_dense(X, 'X')
+    X = _cluster_space(X, cluster_dim, seed)
     runs = ([None] if hierarchical else []) + [k for k in kmeans_clusters if k <= len(X)]
     pooled = []
     for k in tqdm(runs, desc='clusterings', disable=not progress, leave=False):
-        labels = (hierarchical_labels(X, hierarchical_max_n, seed) if k is None
-                  else kmeans_labels(X, k, seed, kmeans_n_init))
+        labels = (hierarchical_labels(X, hierarchical_max_n, seed, cluster_dim=None) if k is None
+                  else kmeans_labels(X, k, seed, kmeans_n_init, cluster_dim=None))
         pooled += _split_by_value(labels)[1]
     return pooled
 
@@ -307,21 +372,20 @@ def feature_window_groups(rng: np.random.RandomState,  # the subset RNG, advance
 
 # %% ../nbs/05_groups.ipynb #a4432837
 def _check_inputs(x, labels, train_grad_loss, fixed_test, fixed_test_pred_infl):
-    if not (sp.issparse(x) or isinstance(x, np.ndarray)): x = np.asarray(x)
-    if x.ndim != 2: raise ValueError(f"x must be 2-d (N, D), got shape {x.shape}")
+    x = _check_matrix(x, 'x', operator=False)
     n = x.shape[0]
     labels = _check_labels(labels, n)
-    grads = _as_dense(train_grad_loss, 'train_grad_loss')
-    if len(grads) != n: raise ValueError(f"train_grad_loss has {len(grads)} rows, expected N = {n}")
+    grads = _check_matrix(train_grad_loss, 'train_grad_loss')
+    if grads.shape[0] != n: raise ValueError(f"train_grad_loss has {grads.shape[0]} rows, expected N = {n}")
     fixed_test, infl = _check_infl(fixed_test, fixed_test_pred_infl, n)
     return x, labels, grads, fixed_test, infl
 
 def pick_subsets(x: np.ndarray,  # training features (N, D), dense or scipy sparse
                  labels: np.ndarray,  # integer class labels (N,)
-                 train_grad_loss: np.ndarray,  # per-example loss gradients g_i at the optimum (N, P)
+                 train_grad_loss: np.ndarray,  # per-example loss gradients g_i at the optimum (N, P): dense, sparse or LinearOperator
                  fixed_test: Sequence[int],  # test indices of the fixed test points (T,)
                  fixed_test_pred_infl: np.ndarray,  # first-order influence of training point i on fixed test loss t (T, N)
-                 subset_seed: int = 0,  # seed of the one subset RNG (and of every k-means)
+                 subset_seed: int = 0,  # seed of the one subset RNG (and of every k-means and reduction)
                  choice_type: str = 'range',  # 'range' or 'types', see `requested_sizes`
                  rel_size: float = 0.1,  # group size for 'types', as a fraction of N
                  min_rel_size: float = 0.0025,  # smallest size for 'range', as a fraction of N
@@ -331,6 +395,7 @@ def pick_subsets(x: np.ndarray,  # training features (N, D), dense or scipy spar
                  hierarchical_max_n: int | None = None,  # run single linkage on a subsample of this size
                  kmeans_clusters: Sequence[int] = KMEANS_CLUSTERS,  # the k of the k-means clusterings
                  kmeans_n_init: int = 10,  # k-means++ initialisations
+                 cluster_dim: int | None = CLUSTER_DIM,  # cluster features and gradients in this many principal coordinates (None: in full)
                  progress: bool = False,  # progress bars over the clusterings
                 ) -> tuple[list[str], list[np.ndarray]]:  # tags and sorted int64 index arrays
     "All groups of the subset-influence experiment, in the original's order from one seeded RNG."
@@ -338,14 +403,15 @@ def pick_subsets(x: np.ndarray,  # training features (N, D), dense or scipy spar
     seed = _check_int(subset_seed, 'subset_seed', 0)
     n = x.shape[0]
     sizes = requested_sizes(n, choice_type, rel_size, min_rel_size, max_rel_size, num_subsets)
-    cluster_kw = dict(seed=seed, kmeans_clusters=kmeans_clusters, hierarchical=hierarchical,
+    cluster_kw = dict(seed=seed, kmeans_clusters=kmeans_clusters, hierarchical=hierarchical, cluster_dim=cluster_dim,
                       hierarchical_max_n=hierarchical_max_n, kmeans_n_init=kmeans_n_init, progress=progress)
+    x_space, grad_space = _cluster_space(x, cluster_dim, seed, 'x'), _cluster_space(grads, cluster_dim, seed, 'train_grad_loss')
     rng = np.random.RandomState(seed)
     parts = [random_groups(rng, n, sizes),
              random_same_class_groups(rng, labels, sizes),
              influence_tail_groups(rng, fixed_test, infl, num_subsets),
-             cluster_groups(rng, clusterings(x, **cluster_kw), sizes, 'same_features'),
-             cluster_groups(rng, clusterings(grads, **cluster_kw), sizes, 'same_grad'),
+             cluster_groups(rng, clusterings(x_space, **cluster_kw), sizes, 'same_features'),
+             cluster_groups(rng, clusterings(grad_space, **cluster_kw), sizes, 'same_grad'),
              feature_window_groups(rng, x, sizes)]
     return [t for tags, _ in parts for t in tags], [g for _, groups in parts for g in groups]
 

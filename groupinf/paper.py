@@ -145,7 +145,7 @@ def reproduction_table(runs):
     plt.close("all")
     rows = []
     for d, path in runs.items():
-        R = load_results(path); cfg = load_config(path)
+        R = load_results(path)
         ours = {("Fig. 1", "test prediction"): f1.iloc[0], ("Fig. 1", "test loss"): f1.iloc[1], ("Fig. 1", "self-loss"): f1.iloc[2],
                 ("Fig. 2", "test prediction (Newton)"): f2.iloc[0] if len(f2.columns) else None}
         for key, paper in PAPER_SPEARMAN.items():

@@ -5,7 +5,7 @@
 # %% ../nbs/06_runner.ipynb #7bb1d0a8
 from __future__ import annotations
 import argparse, contextlib, dataclasses, fcntl, functools, hashlib, inspect, json, logging, math, os, re, secrets
-import shutil, struct, threading, time, types, zipfile
+import shutil, struct, sys, threading, time, types, zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 import numpy as np
@@ -17,8 +17,8 @@ __all__ = ['logger', 'configure_logging', 'atomic_open', 'atomic_write_text', 'i
            'ResultsFileError', 'encode_results', 'decode_results', 'content_hash', 'normalize_results', 'save_results',
            'read_results', 'load_results', 'stable_hash', 'function_key', 'Executor', 'ProcessExecutor', 'DaskExecutor',
            'make_executor', 'map_tasks', 'collate', 'RunLockedError', 'run_lock', 'PhaseSpec', 'phase',
-           'ExperimentDefinitionError', 'default_out_dir', 'load_config', 'Experiment', 'add_executor_arguments',
-           'executor_from_args', 'run_options_from_args', 'out_dir_from_args']
+           'ExperimentDefinitionError', 'default_out_dir', 'load_config', 'Experiment', 'peak_rss_bytes',
+           'add_executor_arguments', 'executor_from_args', 'run_options_from_args', 'out_dir_from_args']
 
 # %% ../nbs/06_runner.ipynb #2ccd7b06
 logger = logging.getLogger("groupinf")
@@ -94,7 +94,7 @@ class ResultsFileError(ValueError):
     "A results file that is missing, truncated, corrupted or not written by groupinf."
 
 _META = "__meta__"
-_FORMAT = "groupinf-results-1"
+_FORMATS = ("groupinf-results-1", "groupinf-results-2")  # 2: the file holds sparse matrices
 _SCALARS = {"bool": bool, "int": int, "float": float, "complex": complex}
 
 def _check_key(key):
@@ -126,7 +126,7 @@ def _encode_array(key, value):
     return a
 
 def _encode_value(key, v):
-    "The kind of one result value and the array that stores it (None for kinds without data)."
+    "The kind of one result value and the array that stores it (None: no data; a dict: named components)."
     if v is None: return "none", None
     if isinstance(v, (bool, np.bool_)): return "bool", np.asarray(v, dtype=bool)
     if isinstance(v, (int, np.integer)): return "int", np.asarray(int(v), dtype=np.int64)
@@ -135,16 +135,20 @@ def _encode_value(key, v):
     if isinstance(v, (str, np.str_)):
         if str(v).endswith("\0"): raise ValueError(f"result {key!r}: strings cannot end with a NUL character")
         return "str", np.asarray(str(v))
+    if _issparse(v): return _SPARSE, _encode_sparse(key, v)
     if isinstance(v, np.ndarray): return "array", _encode_array(key, v)
     if isinstance(v, (list, tuple)):
         if len(v) == 0: return "empty_list", None
+        if any(_issparse(e) for e in v):
+            raise TypeError(f"result {key!r} is a list of sparse matrices; stack them into one matrix "
+                            "(scipy.sparse.vstack) or store each under a key of its own")
         if all(isinstance(e, (str, np.str_)) for e in v):
             if any(str(e).endswith("\0") for e in v): raise ValueError(f"result {key!r}: strings cannot end with NUL")
             return "str_list", np.asarray([str(e) for e in v])
         if all(_is_int_seq(e) for e in v): return "ragged_int", _pad_ragged(key, v)
         return "array", _encode_array(key, v)
     raise TypeError(f"result {key!r} has type {type(v).__name__}, which cannot be stored without pickle; use arrays, "
-                    "scalars, strings, lists of strings or ragged lists of integer index arrays")
+                    "sparse matrices, scalars, strings, lists of strings or ragged lists of integer index arrays")
 
 def _decode_value(kind, a):
     if kind == "none": return None
@@ -154,7 +158,61 @@ def _decode_value(kind, a):
     if kind == "str_list": return [str(s) for s in a]
     if kind == "ragged_int": return _unpad_ragged(a)
     if kind == "array": return a
+    if kind == _SPARSE: return _decode_sparse(a)
     raise ResultsFileError(f"unknown value kind {kind!r}")
+
+# %% ../nbs/06_runner.ipynb #7be1aacf
+_SPARSE = "sparse_csr"
+_SPARSE_PARTS = ("data", "indices", "indptr", "shape")
+
+def _issparse(v) -> bool:
+    "Whether `v` is a scipy.sparse matrix or array (scipy is not imported if nothing else has)."
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(v)
+
+def _format_of(schema: Mapping) -> str:
+    "The oldest file format that can hold values of these kinds."
+    return _FORMATS[1] if _SPARSE in schema.values() else _FORMATS[0]
+
+def _members(key: str, kind: str) -> list:
+    "Names of the stored arrays that hold the value of `key`."
+    if kind in ("none", "empty_list"): return []
+    return [f"{key}/{p}" for p in _SPARSE_PARTS] if kind == _SPARSE else [key]
+
+def _encode_sparse(key, v) -> dict:
+    "The components of a 2-d sparse matrix in canonical CSR form (the input is never modified)."
+    import scipy.sparse as sp
+    if v.ndim != 2:
+        raise TypeError(f"result {key!r} is a {v.ndim}-d sparse {type(v).__name__}; "
+                        "only 2-d sparse matrices can be stored")
+    if v.dtype.kind not in "biufc":
+        raise TypeError(f"result {key!r} is a sparse matrix of dtype {v.dtype}, which would need pickle; "
+                        "store sparse matrices of numbers or booleans")
+    try:
+        m = sp.csr_matrix(v)  # a new object (sharing a CSR input's arrays): the checks below never touch `v`
+        m.check_format(full_check=True)
+    except ValueError as e: raise ValueError(f"result {key!r} is not a valid sparse matrix: {e}") from None
+    if not m.has_canonical_format: m = m.copy(); m.sum_duplicates()
+    idx = np.int32 if max(m.nnz, m.shape[1]) < 2 ** 31 else np.int64
+    return {"data": m.data, "indices": m.indices.astype(idx, copy=False), "indptr": m.indptr.astype(idx, copy=False),
+            "shape": np.asarray(m.shape, dtype=np.int64)}
+
+def _decode_sparse(parts: Mapping):
+    "The `csr_matrix` stored as `parts`, checked: consistent components in canonical form."
+    import scipy.sparse as sp
+    data, indices, indptr, shape = (parts.get(p) for p in _SPARSE_PARTS)
+    if any(a is None for a in (data, indices, indptr, shape)):
+        raise ResultsFileError("sparse matrix with missing components")
+    if (shape.dtype != np.int64 or shape.shape != (2,) or (shape < 0).any() or data.dtype.kind not in "biufc"
+            or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu"):
+        raise ResultsFileError("sparse matrix components of the wrong type or shape")
+    try:
+        m = sp.csr_matrix((data, indices, indptr), shape=(int(shape[0]), int(shape[1])))
+        m.check_format(full_check=True)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ResultsFileError(f"inconsistent sparse matrix ({e})") from None
+    if not m.has_canonical_format: raise ResultsFileError("sparse matrix not in canonical CSR form")
+    return m
 
 # %% ../nbs/06_runner.ipynb #443b0062
 def encode_results(results: Mapping, # a phase's results: key -> storable value
@@ -166,24 +224,34 @@ def encode_results(results: Mapping, # a phase's results: key -> storable value
         _check_key(key)
         kind, a = _encode_value(key, value)
         schema[key] = kind
-        if a is not None: arrays[key] = a
+        if isinstance(a, dict): arrays.update({f"{key}/{p}": c for p, c in a.items()})
+        elif a is not None: arrays[key] = a
     return arrays, schema
 
 def decode_results(arrays: Mapping, # stored arrays
                    schema: Mapping, # key -> kind, as from `encode_results`
                   ) -> dict:
     "The dict of results that `encode_results` stored."
-    return {k: _decode_value(kind, arrays.get(k)) for k, kind in schema.items()}
+    out = {}
+    for k, kind in schema.items():
+        stored = {p: arrays.get(f"{k}/{p}") for p in _SPARSE_PARTS} if kind == _SPARSE else arrays.get(k)
+        try: out[k] = _decode_value(kind, stored)
+        except ResultsFileError as e: raise ResultsFileError(f"result {k!r}: {e}") from None
+    return out
 
 def content_hash(arrays: Mapping, # stored arrays
                  schema: Mapping, # key -> kind
                 ) -> str: # SHA-256 hex digest
     "A hash of the stored values (keys, kinds, dtypes, shapes and bytes); independent of file metadata."
-    h = hashlib.sha256(_FORMAT.encode())
+    h = hashlib.sha256(_format_of(schema).encode())
     for k in sorted(schema):
         h.update(struct.pack("<Q", len(k.encode())) + k.encode() + schema[k].encode() + b"\0")
-        if k in arrays:
-            a = np.ascontiguousarray(arrays[k])
+        for name in _members(k, schema[k]):
+            if name not in arrays: continue
+            if name != k:  # a component of a sparse matrix: its name too
+                part = name[len(k):].encode()
+                h.update(struct.pack("<Q", len(part)) + part)
+            a = np.ascontiguousarray(arrays[name])
             h.update(f"{a.dtype.str}{a.shape}".encode())
             h.update(a.tobytes())
     return h.hexdigest()
@@ -208,7 +276,7 @@ def save_results(path, # destination `.npz` file
     "Store a dict of results atomically as an `.npz` that loads with `allow_pickle=False`."
     arrays, schema = encode_results(results)
     digest = content_hash(arrays, schema)
-    _write_npz(path, arrays, {**meta, "format": _FORMAT, "schema": schema, "content_hash": digest})
+    _write_npz(path, arrays, {**meta, "format": _format_of(schema), "schema": schema, "content_hash": digest})
     return decode_results(arrays, schema), digest
 
 def read_results(path, # a file written by `save_results`
@@ -219,13 +287,19 @@ def read_results(path, # a file written by `save_results`
         with np.load(path, allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop(_META)[()]))
         schema = meta["schema"]
+        if not isinstance(schema, dict) or not all(isinstance(v, str) for v in schema.values()):
+            raise ValueError("malformed schema")
     except FileNotFoundError: raise ResultsFileError(f"{path}: no such results file") from None
     except Exception as e:
         raise ResultsFileError(f"{path}: unreadable results file ({type(e).__name__}: {e})") from None
-    if meta.get("format") != _FORMAT: raise ResultsFileError(f"{path}: not a groupinf results file")
-    if set(arrays) - set(schema) or content_hash(arrays, schema) != meta.get("content_hash"):
+    if meta.get("format") not in _FORMATS: raise ResultsFileError(f"{path}: not a groupinf results file")
+    if meta["format"] != _format_of(schema):
+        raise ResultsFileError(f"{path}: a {meta['format']} file cannot hold values of the kinds it lists")
+    members = {n for k, kind in schema.items() for n in _members(k, kind)}
+    if set(arrays) != members or content_hash(arrays, schema) != meta.get("content_hash"):
         raise ResultsFileError(f"{path}: content does not match its recorded hash")
-    return decode_results(arrays, schema), meta
+    try: return decode_results(arrays, schema), meta
+    except ResultsFileError as e: raise ResultsFileError(f"{path}: {e}") from None
 
 def load_results(path, # a results file, or a run directory (then its `results.npz`)
                 ) -> dict:
@@ -591,8 +665,23 @@ def map_tasks(fn: Callable, # task: fn(item, **shared) -> result (a list of resu
     return [r for d in done for r in d]
 
 # %% ../nbs/06_runner.ipynb #2fc6fcee
+def _stack_sparse_rows(key, values):
+    "Per-item 1 x d sparse rows stacked into one canonical CSR matrix whose row j is item j's."
+    import scipy.sparse as sp
+    for j, v in enumerate(values):
+        if not _issparse(v):
+            raise TypeError(f"cannot stack key {key!r}: item {j} is a {type(v).__name__} where other items hold "
+                            "sparse matrices; give every item a sparse row, or none")
+        if v.ndim != 2 or v.shape[0] != 1:
+            raise ValueError(f"cannot stack key {key!r}: item {j} is a sparse matrix of shape {v.shape}, not one row "
+                             "(1 x d); stack multi-row sparse values yourself with scipy.sparse.vstack")
+    try: m = sp.csr_matrix(sp.vstack(values, format="csr"))
+    except ValueError as e: raise ValueError(f"cannot stack key {key!r}: {e}") from None
+    if not m.has_canonical_format: m.sum_duplicates()
+    return m
+
 def collate(results: Sequence[Mapping], # per-item result dicts with the same keys
-           ) -> dict: # key -> array stacked along a new first axis
+           ) -> dict: # key -> array stacked along a new first axis (sparse rows: a CSR matrix, one row per item)
     "Stack per-item results into arrays: `out[k][j]` is item j's value of k, whatever its dimension."
     results = list(results)
     if not results: return {}
@@ -602,6 +691,7 @@ def collate(results: Sequence[Mapping], # per-item result dicts with the same ke
         if list(r) != keys: raise ValueError(f"result {j} has keys {sorted(r)}, result 0 has {sorted(keys)}")
     out = {}
     for k in keys:
+        if any(_issparse(r[k]) for r in results): out[k] = _stack_sparse_rows(k, [r[k] for r in results]); continue
         try: out[k] = np.stack([np.asarray(r[k]) for r in results])
         except ValueError as e: raise ValueError(f"cannot stack key {k!r}: {e}") from None
     return out
@@ -888,7 +978,13 @@ def _run_phase(exp, spec, forced: str | None):
     exp._origin.update({k: spec.name for k in results})
     exp.phase_log.append(dict(index=spec.index, name=spec.name, status=status,
                               reason=None if status == "loaded" else reason, seconds=round(seconds, 3),
-                              keys=" ".join(results)))
+                              peak_rss_gb=round(peak_rss_bytes() / 1e9, 3), keys=" ".join(results)))
+
+def peak_rss_bytes() -> int:
+    "The largest resident set this process has had so far, in bytes (Linux `ru_maxrss` is in kilobytes)."
+    import resource, sys
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
 
 # %% ../nbs/06_runner.ipynb #feecbf7e
 def _finish_run(exp):
@@ -901,6 +997,12 @@ def _finish_run(exp):
         if not isinstance(summary, pd.DataFrame):
             raise TypeError(f"summarize() must return a pandas DataFrame or None, got {type(summary).__name__}")
         atomic_write_text(exp.run_dir / "summary.csv", summary.to_csv(index=False))
+    import pandas as pd
+    atomic_write_text(exp.run_dir / "phases.csv", pd.DataFrame(exp.phase_log).to_csv(index=False))
+    resolved = exp.resolved_settings()
+    if resolved:  # choices made from the data (e.g. the solver), recorded next to what was asked for
+        atomic_write_text(exp.run_dir / "config.json",
+                          json.dumps({**exp.config, "resolved": resolved}, indent=2, sort_keys=True, default=str) + "\n")
     exp.make_figures()
     logger.info("run %s/%s complete: %s", exp.experiment_id, exp.run_id, exp.run_dir)
 
@@ -971,7 +1073,12 @@ def progress_bar(self: Experiment, iterable, desc: str | None = None, total: int
 def summarize(self: Experiment):
     "The run's summary table (written to summary.csv); by default one row per phase. Override in experiments."
     import pandas as pd
-    return pd.DataFrame(self.phase_log, columns=["index", "name", "status", "reason", "seconds", "keys"])
+    return pd.DataFrame(self.phase_log, columns=["index", "name", "status", "reason", "seconds", "peak_rss_gb", "keys"])
+
+@patch
+def resolved_settings(self: Experiment) -> dict:
+    "Settings chosen from the data while running (override), added to config.json under 'resolved' at the end."
+    return {}
 
 @patch
 def make_figures(self: Experiment):

@@ -1,4 +1,4 @@
-"Tests of the counterexamples experiment beyond its notebook: construction equations, Newton batching, retraining fallback, runs."
+"Tests of the counterexamples experiment beyond its notebook: construction equations, Newton steps, retraining, runs."
 import argparse, os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
@@ -11,11 +11,17 @@ from groupinf.influence import GroupInfluence
 from groupinf.experiments import counterexamples as cx
 
 
-def _engine(name, max_iter=100):
+def _engine(name):
     d = counterexample_datasets(0)
     x, y = d[f"{name}_train_X"], d[f"{name}_train_Y"].astype(np.int64)
-    m = LogisticRegression(1e-3 * len(y), fit_intercept=False, max_iter=max_iter).fit(x, y)
-    return GroupInfluence(m, x, y, inverse_hvp_method="explicit", progress=False), x, y
+    m = LogisticRegression(1e-3 * len(y), fit_intercept=False).fit(x, y)
+    return GroupInfluence(m, x, y, inverse_hvp_method="primal", progress=False), x, y
+
+
+def _numpy_parts(theta, x, y, w, l2):
+    "Gradient and Hessian of `Σ w_i ℓ_i + (λ/2)‖θ‖²` (binary, no intercept), in NumPy."
+    p = 1 / (1 + np.exp(-x @ theta))
+    return x.T @ (w * (p - y)) + l2 * theta, (x.T * (w * p * (1 - p))) @ x + l2 * np.eye(x.shape[1])
 
 
 def test_exhaustive_subsets_counts_and_validation():
@@ -60,38 +66,33 @@ def test_adversarial_points_satisfy_their_equations():
     assert set(T["p_Y"][:-51]) == {1.0}
 
 
-def test_batched_newton_matches_engine_and_dense():
-    e, x, y = _engine("gauss")  # sizes 1..3: three batches of different k
+def test_newton_params_match_dense_solves():
+    e, x, y = _engine("gauss")  # sizes 1..3 on 5 parameters: Woodbury for singletons, dense factorisations otherwise
     groups = [g for g in cx.exhaustive_subsets("gauss", 40)][::97]
-    DN = cx.batched_newton_params(e, groups)
-    np.testing.assert_allclose(DN, e.newton_params(groups), rtol=1e-9, atol=1e-12)
+    DN = e.newton_params(groups)
+    _, H = _numpy_parts(e.theta.numpy(), x, y, np.ones(len(y)), e.l2_reg)
     p = 1 / (1 + np.exp(-x @ e.theta.numpy())); w = p * (1 - p)
-    H = (x.T * w) @ x + e.l2_reg * np.eye(x.shape[1])
-    for j in (0, len(groups) // 2, len(groups) - 1):
-        g = groups[j]
+    for j, g in enumerate(groups):
         dense = np.linalg.solve(H - (x[g].T * w[g]) @ x[g], ((p - y)[:, None] * x)[g].sum(0))
         np.testing.assert_allclose(DN[j], dense, rtol=1e-9, atol=1e-12)
 
 
-def test_retrain_fallback_forced_agrees_with_batched():
+def test_retrain_chunk_task_reaches_the_optimum_without_each_group():
     e, x, y = _engine("gauss")
-    groups = [np.array([0, 5]), np.array([3]), np.array([10, 11, 12])]
-    ok = cx.retrain_with_fallback(e, groups)
-    assert not ok["fallback"].any()
-    e.model.max_iter = 1  # every batch "stalls"
-    forced = cx.retrain_with_fallback(e, groups)
-    assert forced["fallback"].all() and np.all(forced["grad_norm"] <= forced["threshold"])
-    np.testing.assert_allclose(forced["dparam"], ok["dparam"], atol=1e-7)
-
-
-def test_newton_polish_reaches_machine_precision():
-    e, x, y = _engine("ortho2")
-    w = np.ones(len(y)); w[:23] = 0
-    theta0 = e.theta.numpy() + 1e-4
-    th, gn = cx.newton_polish(theta0, x, y, w, e.l2_reg)
-    assert gn < 1e-12
-    p = 1 / (1 + np.exp(-x @ th))
-    assert np.linalg.norm(x.T @ (w * (p - y)) + e.l2_reg * th) < 1e-12
+    problem = dict(dataset_id="gauss", seed=0, params=e.theta.numpy(), l2_reg=e.l2_reg, max_memory=1e9)
+    groups = [[0, 5], [3], [10, 11, 12], list(range(20))]
+    rows = cx.retrain_chunk_task(groups, **problem)
+    assert [sorted(r) for r in rows] == [["dparam", "grad_norm", "n_iter", "threshold"]] * len(groups)
+    for r, g in zip(rows, groups):
+        w = np.ones(len(y)); w[g] = 0
+        th = e.theta.numpy() + r["dparam"]
+        gn = np.linalg.norm(_numpy_parts(th, x, y, w, e.l2_reg)[0])
+        assert gn <= r["threshold"] * (1 + 1e-6) and gn == pytest.approx(r["grad_norm"], abs=1e-12) and r["n_iter"] >= 1
+        ref = e.theta.numpy().copy()  # an independent fit: undamped Newton in NumPy to machine precision
+        for _ in range(30):
+            gr, H = _numpy_parts(ref, x, y, w, e.l2_reg); ref = ref - np.linalg.solve(H, gr)
+        assert np.linalg.norm(_numpy_parts(ref, x, y, w, e.l2_reg)[0]) < 1e-12
+        np.testing.assert_allclose(th, ref, atol=r["threshold"] / e.l2_reg)  # strong convexity: ‖θ − θ*‖ ≤ ‖∇L(θ)‖/λ
 
 
 def test_fixed_dataset_run_and_resume(tmp_path):
@@ -100,11 +101,18 @@ def test_fixed_dataset_run_and_resume(tmp_path):
     R = exp.run()
     assert exp.run_id == "fixed" and len(R["subset_indices"]) == 84
     assert len(R["cex_X"]) == 1027 and np.array_equal(R["cex_subset_rows"], np.arange(84))
-    x, y = R["fixed_train_X"], R["fixed_train_Y"]
-    for d, g, thr in zip(R["subset_dparam"], R["subset_indices"], R["subset_retrain_grad_threshold"]):
-        w = np.ones(len(y)); w[g] = 0; th = R["initial_params"] + d
-        p = 1 / (1 + np.exp(-x @ th))
-        assert np.linalg.norm(x.T @ (w * (p - y)) + R["l2_reg"] * th) <= thr * (1 + 1e-6)
+    assert "subset_retrain_fallback" not in R and R["subset_retrain_n_iter"].min() >= 1
+    x, y, th0 = R["fixed_train_X"], R["fixed_train_Y"], R["initial_params"]
+    g0, H = _numpy_parts(th0, x, y, np.ones(len(y)), R["l2_reg"])
+    assert np.linalg.norm(g0) < 1e-8
+    np.testing.assert_allclose(R["hessian"], H, rtol=1e-10, atol=1e-12)
+    p = 1 / (1 + np.exp(-x @ th0)); gi = (p - y)[:, None] * x
+    for j, (d, g, thr) in enumerate(zip(R["subset_dparam"], R["subset_indices"], R["subset_retrain_grad_threshold"])):
+        w = np.ones(len(y)); w[g] = 0
+        assert np.linalg.norm(_numpy_parts(th0 + d, x, y, w, R["l2_reg"])[0]) <= thr * (1 + 1e-6)
+        np.testing.assert_allclose(H @ R["subset_pred_dparam"][j], gi[g].sum(0), atol=1e-10)
+        HU = (x[g].T * (p * (1 - p))[g]) @ x[g]
+        np.testing.assert_allclose((H - HU) @ R["subset_newton_pred_dparam"][j], gi[g].sum(0), atol=1e-10)
     table = exp.summarize()
     t = cx.constructed_test_point(R, "cex_one")
     one = table[table.test_points == "cex_one"].iloc[0]

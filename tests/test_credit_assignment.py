@@ -8,7 +8,9 @@ from sklearn.linear_model import LogisticRegression as SkLR
 
 from datasets_fixtures import no_internet, write_mnli_bundle  # noqa: F401
 from groupinf.data import DataError
+from groupinf.model import LogisticRegression
 import groupinf.experiments.credit_assignment as CA
+import groupinf.experiments.subsets as S
 
 
 def softmax_parts(theta, x, y, K):
@@ -154,10 +156,40 @@ def test_cross_validation_selects_best_mean_accuracy(tmp_path):
     assert R["cv_l2_reg"] == R["cv_regs"][int(np.argmax(accs))]
 
 
+def test_batched_cross_validation_equals_separate_fold_fits(tmp_path):
+    "All folds of one λ fitted together (fit_many, held-out weights zero) = one LogisticRegression.fit per fold."
+    cfg = CA.credit_assignment_config("mnli_standin", sample_weights=True, cv_range=(1e-3, 1e-1, 3), tag="standin",
+                                      standin=dict(num_workers=8, num_train=240, num_eval_per_genre=12, num_features=5))
+    exp = CA.CreditAssignment(cfg, out_dir=tmp_path, progress=False)
+    R = exp.run()
+    d = exp.data
+    n, K = len(d.labels), d.num_classes
+    folds = S.fold_bounds(n, 5)
+    sizes = np.diff(folds)   # contiguous, ceil(n / 5) rows each but the last, covering every row once
+    assert len(folds) == 6 and folds[0] == 0 and folds[-1] == n and np.all(sizes[:-1] == -(-n // 5)) and 0 < sizes[-1] <= sizes[0]
+    W = S.fold_weights(d.weights, folds)
+    for k, (a, b) in enumerate(zip(folds, folds[1:])):
+        assert np.all(W[k, a:b] == 0) and np.array_equal(np.delete(W[k], np.s_[a:b]), np.delete(d.weights, np.s_[a:b]))
+    losses, accs = np.zeros((len(R["cv_regs"]), 5)), np.zeros((len(R["cv_regs"]), 5))
+    for j, lam in enumerate(R["cv_regs"]):
+        batched = S.fit_folds(d.x, d.labels, d.weights, folds, lam, K)
+        assert batched.params.shape == (6 * K, 5) and batched.converged.all()
+        for k, (a, b) in enumerate(zip(folds, folds[1:])):
+            keep = np.r_[0:a, b:n]
+            m = LogisticRegression(lam, num_classes=K).fit(d.x[keep], d.labels[keep], sample_weight=d.weights[keep])
+            np.testing.assert_allclose(batched.params[:, k], m.params, atol=1e-8 * max(1.0, np.abs(m.params).max()))
+            losses[j, k] = d.weights[a:b] @ m.losses(d.x[a:b], d.labels[a:b])
+            accs[j, k] = m.accuracy(d.x[a:b], d.labels[a:b])
+    np.testing.assert_allclose(R["cv_errors"], losses.sum(1), rtol=1e-9)
+    np.testing.assert_array_equal(R["cv_accs"], accs.mean(1))
+    assert R["cv_l2_reg"] == R["cv_regs"][int(np.argmax(accs.mean(1)))]
+
+
 def test_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="dataset_id"): CA.credit_assignment_config("snli")
     with pytest.raises(ValueError, match="unknown stand-in"): CA.credit_assignment_config("mnli_standin", standin=dict(workers=3))
     with pytest.raises(ValueError, match="fixed_reg"): CA.credit_assignment_config(fixed_reg=0)
+    with pytest.raises(ValueError, match="inverse_hvp_method"): CA.credit_assignment_config(inverse_hvp_method="lu")
     with pytest.raises(ValueError, match="num_workers"): CA.standin_mnli(num_workers=1)
     write_mnli_bundle(tmp_path / "multinli_1.0")
     with pytest.raises(DataError, match="sample-weight"): CA.credit_data("mnli", tmp_path, sample_weights=True)

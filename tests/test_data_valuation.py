@@ -4,11 +4,15 @@ import argparse, contextlib, io, sqlite3
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression as SkLR
 from sklearn.metrics import f1_score
 
 from datasets_fixtures import no_internet, write_babble_db  # noqa: F401
 import groupinf.experiments.data_valuation as DV
+from groupinf.experiments.subsets import fit_folds, fold_bounds
+from groupinf.model import LogisticRegression
+from groupinf.objective import Layout, gradient_operator
 from groupinf.data import load_dataset, load_supplement
 from groupinf.datasets.cdr import babble_reduce
 
@@ -48,14 +52,22 @@ def test_rows_weights_and_lf_statistics_match_the_database(small_run):
         assert R["lf_polarity"][j] == votes[0][0]
 
 
-def test_first_order_matches_dense_numpy(small_run):
-    exp, R, _ = small_run
+def dense(a): return a.toarray() if sp.issparse(a) else np.asarray(a)
+
+
+def check_first_order(exp, R):
+    "Every first-order number and the stored residuals against dense NumPy (features densified for the check only)."
     d, theta, lam = exp.data, R["initial_params"], float(R["cv_l2_reg"])
-    n, D = d.x.shape
-    xa, ta, na = np.c_[d.x, np.ones(n)], np.c_[d.test_x, np.ones(len(d.test_labels))], np.c_[d.nonfires_x, np.ones(len(d.nonfires_labels))]
+    x, tx, nx = dense(d.x), dense(d.test_x), dense(d.nonfires_x)
+    n, D = x.shape
+    xa, ta, na = np.c_[x, np.ones(n)], np.c_[tx, np.ones(len(d.test_labels))], np.c_[nx, np.ones(len(d.nonfires_labels))]
     sig = lambda z: 1 / (1 + np.exp(-z))
     p, pt, pn = sig(xa @ theta), sig(ta @ theta), sig(na @ theta)
     G = (p - d.labels)[:, None] * xa
+    assert "train_grad_loss" not in R and R["train_grad_residuals"].shape == (n, 1)
+    np.testing.assert_allclose(R["train_grad_residuals"][:, 0], p - d.labels, atol=1e-12)
+    V = np.random.RandomState(0).normal(size=(D + 1, 3))
+    np.testing.assert_allclose(gradient_operator(Layout(D, 2), d.x, R["train_grad_residuals"]) @ V, G @ V, atol=1e-10)
     H = (xa * (d.weights * p * (1 - p))[:, None]).T @ xa + lam * np.diag(np.r_[np.ones(D), 0.0])
     Gt = (pt - d.test_labels)[:, None] * ta
     Mt = (2 * d.test_labels - 1)[:, None] * ta
@@ -78,11 +90,12 @@ def test_first_order_matches_dense_numpy(small_run):
     close(R["subset_self_pred_margin_infl"], np.einsum("gp,pq,gq->g", mU, np.linalg.inv(H), gU))
 
 
-def test_actual_effects_match_sklearn_refits(small_run):
-    exp, R, _ = small_run
+def check_actual(exp, R, which):
+    "Actual effects of the groups `which` against scikit-learn refits with the group's weights zeroed (sparse x as it is)."
     d, lam = exp.data, float(R["cv_l2_reg"])
     assert np.all(R["subset_retrain_grad_norm"] <= R["subset_retrain_grad_threshold"])
-    for j, U in enumerate(exp.groups):
+    for j in which:
+        U = exp.groups[j]
         w = d.weights.copy(); w[U] = 0
         sk = SkLR(C=1 / lam, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(d.x, d.labels, sample_weight=w)
         loss = lambda x, y: -np.log(sk.predict_proba(x)[np.arange(len(y)), y])
@@ -97,6 +110,16 @@ def test_actual_effects_match_sklearn_refits(small_run):
         assert R["subset_all_train_actl_infl"][j] == pytest.approx(d.weights @ dtr, abs=1e-6)
         assert R["subset_self_actl_infl"][j] == pytest.approx(d.weights[U] @ dtr[U], abs=1e-6)
         np.testing.assert_allclose(R["subset_nonfires_actl_infl"][j], loss(d.nonfires_x, d.nonfires_labels) - R["initial_nonfires_losses"], atol=1e-6)
+
+
+def test_first_order_matches_dense_numpy(small_run):
+    exp, R, _ = small_run
+    check_first_order(exp, R)
+
+
+def test_actual_effects_match_sklearn_refits(small_run):
+    exp, R, _ = small_run
+    check_actual(exp, R, range(len(exp.groups)))
 
 
 def test_lambda_is_chosen_on_validation_not_test(small_run):
@@ -138,10 +161,39 @@ def test_fixture_database_through_the_real_loader(tmp_path):
     R = exp.run()
     assert exp.run_id == "cdr_sample_weights-False" and np.all(exp.data.weights == 1)
     full = load_dataset("cdr", tmp_path / "data")
-    np.testing.assert_array_equal(exp.data.x, full.train.x.toarray())
+    assert sp.isspmatrix_csr(exp.data.x) and (exp.data.x != full.train.x).nnz == 0          # kept sparse, never densified
+    assert exp.engine.x.sparse and exp.config["inverse_hvp_method"] == "auto"
+    check_first_order(exp, R)
+    check_actual(exp, R, range(len(exp.groups)))
     lfs = load_supplement("cdr_LFs", tmp_path / "data")[0]
     assert R["subset_sizes"].tolist() == [int((lfs == k).sum()) for k in R["subset_lf_ids"]]
     assert set(DV.correlation_table(R, ("pred",)).target) >= {"subset_pos_test", "subset_neg_test", "subset_self"}
+
+
+def test_sparse_cdr_end_to_end_with_batched_cross_validation(tmp_path):
+    "The stand-in's full sparse cdr: the batched fold fits on CSR equal separate fits; the run's numbers check out."
+    data_dir = DV.standin_cdr_data_dir(tmp_path, **SMALL)
+    cfg = DV.data_valuation_config("cdr", data_dir, sample_weights=True, cv_range=(1e-2, 1e-1, 2), use_frozen_fixed_test=False)
+    exp = DV.DataValuation(cfg, out_dir=tmp_path / "out", progress=False)
+    R = exp.run()
+    d = exp.data
+    assert sp.isspmatrix_csr(d.x) and sp.isspmatrix_csr(d.test_x) and sp.isspmatrix_csr(d.validation_x) and exp.engine.x.sparse
+    n = len(d.labels)
+    folds = fold_bounds(n, 5)
+    val = []
+    for lam in R["cv_regs"]:
+        batched = fit_folds(d.x, d.labels, d.weights, folds, lam, 2)
+        f = []
+        for k, (a, b) in enumerate(zip(folds, folds[1:])):
+            keep = np.r_[0:a, b:n]
+            m = LogisticRegression(lam, num_classes=2).fit(d.x[keep].toarray(), d.labels[keep], sample_weight=d.weights[keep])
+            np.testing.assert_allclose(batched.params[:, k], m.params, atol=1e-8 * max(1.0, np.abs(m.params).max()))
+            f.append(f1_score(d.validation_labels, m.predict_proba(d.validation_x.toarray())[:, 1] > 0.5, sample_weight=d.validation_weights))
+        val.append(np.mean(f))
+    np.testing.assert_allclose(R["cv_validation_f1s"], val, atol=1e-12)
+    assert R["cv_l2_reg"] == R["cv_regs"][int(np.argmax(val))]
+    check_first_order(exp, R)
+    check_actual(exp, R, [int(np.argmax(R["subset_sizes"])), int(np.argmin(R["subset_sizes"]))])
 
 
 def test_babble_reduce_step_reuses_the_loader(tmp_path):
@@ -170,6 +222,7 @@ def test_lf_statistics_by_hand():
 
 def test_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="cv_criterion"): DV.data_valuation_config(cv_criterion="f1")
+    with pytest.raises(ValueError, match="inverse_hvp_method"): DV.data_valuation_config(inverse_hvp_method="lu")
     with pytest.raises(ValueError, match="dataset_id"): DV.data_valuation_config("spam")
     with pytest.raises(ValueError, match="unknown stand-in"): DV.standin_cdr_data_dir(tmp_path, lfs=3)
     with pytest.raises(ValueError, match="num_features"): DV.write_standin_cdr_db(tmp_path / "x.db", num_features=5)

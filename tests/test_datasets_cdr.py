@@ -40,7 +40,7 @@ def test_cdr_rows_labels_weights_lfs(db, tmp_path):
     assert lfs[2].tolist() == [k for _, c, k in db["label"] if db["split"][c] == 2]
     test_ids = sorted(c for c, s in db["split"].items() if s == 2)
     gold = {c: v for v, c in db["gold"]}
-    assert d.test.x.toarray().tolist() == [dense(db["feature"], c, F).tolist() for c in test_ids]
+    assert d.test.x.format == "csr" and d.test.x.toarray().tolist() == [dense(db["feature"], c, F).tolist() for c in test_ids]
     assert d.test.labels.tolist() == [(gold[c] + 1) // 2 for c in test_ids] and w[2].tolist() == [1.0] * len(test_ids)
     assert d.meta["test_candidate_ids"].tolist() == test_ids
     assert d.train.labels.dtype == np.int64 and d.num_classes == 2
@@ -52,7 +52,7 @@ def test_nonfires_and_labeling_info(db, tmp_path):
     F = max(k for _, _, k in db["feature"])
     expect = [(v, c) for v, c in db["gold"] if c not in fired]
     assert len(expect) > 0 and nf.labels.tolist() == [(v + 1) // 2 for v, _ in expect]
-    assert nf.x.toarray().tolist() == [dense(db["feature"], c, F).tolist() for _, c in expect]
+    assert nf.x.format == "csr" and nf.x.toarray().tolist() == [dense(db["feature"], c, F).tolist() for _, c in expect]
     labels, gold = gd.load_supplement("reduced_cdr_labeling_info", data_dir=tmp_path / "data")
     assert labels.tolist() == [list(r) for r in db["label"]]
     assert gold.tolist() == sorted([list(r) for r in db["gold"]], key=lambda r: r[1])

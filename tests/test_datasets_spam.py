@@ -1,6 +1,7 @@
 "The Enron spam loader on a small enron1.tar.gz in the real layout."
 import numpy as np
 import pytest
+import scipy.sparse
 from sklearn.feature_extraction.text import CountVectorizer
 
 import groupinf.data as gd
@@ -28,8 +29,12 @@ def test_end_to_end(enron, tmp_path):
     docs = S.normalise_documents([raw[i] for i in perm])
     cv = CountVectorizer(min_df=2).fit(docs[:20])
     assert d.meta["feature_names"] == list(cv.get_feature_names_out())
-    assert d.train.x.tolist() == cv.transform(docs[:20]).toarray().tolist()
-    assert d.test.x.tolist() == cv.transform(docs[20:]).toarray().tolist()
+    for s in (d.train, d.validation, d.test):                 # sparse CSR of float64 counts, never densified
+        assert isinstance(s.x, scipy.sparse.csr_matrix) and s.x.dtype == np.float64
+    # the same values as the dense matrices the loader used to return
+    assert d.train.x.toarray().tolist() == cv.transform(docs[:20]).toarray().tolist()
+    assert d.test.x.toarray().tolist() == cv.transform(docs[20:]).toarray().tolist()
+    assert d.train.subset([3, 0]).x.toarray().tolist() == cv.transform([docs[3], docs[0]]).toarray().tolist()
     vocab = set(d.meta["feature_names"])
     assert {"meeting", "price", "nomination", "schedule", "prize", "stock", "café"} <= vocab
     assert not vocab & {"the", "and", "are", "meetings", "prices", "100", "re"}
@@ -45,7 +50,14 @@ def test_truncate_and_cache(enron, tmp_path, monkeypatch):
     a = S.load_spam(tmp_path / "data", min_df=2)
     monkeypatch.setattr(S, "normalise_documents", lambda *a, **k: pytest.fail("cache not used"))
     b = S.load_spam(tmp_path / "data", min_df=2)
-    assert np.array_equal(a.train.x, b.train.x)
+    assert isinstance(b.train.x, scipy.sparse.csr_matrix) and (a.train.x != b.train.x).nnz == 0
+    cache = next((tmp_path / "data" / "spam").glob("spam-*.npz"))
+    with np.load(cache, allow_pickle=False) as z:                # CSR arrays in the npz, no pickle
+        assert {"x_train_data", "x_train_indices", "x_train_indptr", "x_train_shape"} <= set(z.files)
+        assert z["x_train_data"].dtype == np.float64 and (z["x_train_data"] > 0).all()
+        dense = scipy.sparse.csr_matrix((z["x_train_data"], z["x_train_indices"], z["x_train_indptr"]),
+                                        shape=tuple(z["x_train_shape"])).toarray()
+    assert np.array_equal(b.train.x.toarray(), dense)
     monkeypatch.undo()
     t = S.load_spam(tmp_path / "data", truncate=4, min_df=2)
     assert t.train.num_examples + t.test.num_examples == 8

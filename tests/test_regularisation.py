@@ -1,14 +1,14 @@
-"Tests of the regularisation sweep beyond its notebook: the table, the retraining fallback, reuse of runs, the CLI hooks."
+"Tests of the regularisation sweep beyond its notebook: the table, the runs (retraining checked in NumPy), reuse, the CLI hooks."
 import argparse, os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 from scipy.stats import spearmanr, pearsonr
 
-from groupinf.model import LogisticRegression
+from groupinf.data import load_dataset
 from groupinf.runner import load_results
 from groupinf.experiments import regularisation as rg
-from groupinf.experiments.subsets import _train_data
+from groupinf.experiments.subsets import SubsetInfluence
 
 
 def _fake_run(rng, binary=True, G=12):
@@ -39,30 +39,37 @@ def test_sweep_validation(tmp_path):
     with pytest.raises(TypeError, match="fixed_reg"): rg.regularisation_sweep("breast_cancer", [1e-3], tmp_path, fixed_reg=1e-2)
 
 
-def test_robust_retrain_fallback_forced(monkeypatch):
-    x, y, _, _ = _train_data("breast_cancer", None)
-    m = LogisticRegression(10.0 * len(y)).fit(x, y)
-    problem = dict(dataset_id="breast_cancer", data_dir=None, params=m.params, l2_reg=m.l2_reg, num_classes=2,
-                   method="explicit", max_memory=1e9)
-    groups = [list(range(0, 30)), list(range(50, 52)), list(range(300, 400))]
-    monkeypatch.setattr(rg, "RETRAIN_MAX_ITER", 1)
-    forced = rg.robust_retrain_task(groups, **problem)
-    assert all(o["fallback"] and o["grad_norm"] <= o["threshold"] for o in forced)
-    for o, g in zip(forced, groups):  # the retrained parameters are the optimum without the group
-        th = m.params + o["dparam"]; w = np.ones(len(y)); w[g] = 0
-        xa = np.hstack([x, np.ones((len(x), 1))]); p = 1 / (1 + np.exp(-xa @ th))
-        grad = xa.T @ (w * (p - y)) + m.l2_reg * np.r_[th[:-1], 0.0]
-        assert np.linalg.norm(grad) <= o["threshold"] * (1 + 1e-6)
+def _softmax_grad_norm(theta, x, y, w, l2):
+    "‖∇(Σ w_i ℓ_i + (λ/2)‖W‖²)‖ of multinomial logistic regression with intercept (W class-major, then b), in NumPy."
+    K, d = int(y.max()) + 1, x.shape[1]
+    W, b = theta[:K * d].reshape(K, d), theta[K * d:]
+    Z = x @ W.T + b; P = np.exp(Z - Z.max(1, keepdims=True)); P /= P.sum(1, keepdims=True)
+    R = w[:, None] * (P - np.eye(K)[y])
+    return np.linalg.norm(np.r_[(R.T @ x + l2 * W).ravel(), R.sum(0)])
+
+
+def test_regularisation_run_is_a_subset_influence_run(tmp_path):
+    cfg = rg.subsets_config("iris", fixed_reg=1e-2, num_subsets=1, skip_hessian_spectrum=True, kmeans_n_init=1)
+    assert rg.RegularisationRun.phases == SubsetInfluence.phases  # same phases, the same methods: no retraining of its own
+    assert all(getattr(rg.RegularisationRun, p.method) is getattr(SubsetInfluence, p.method) for p in SubsetInfluence.phases)
+    a, b = rg.RegularisationRun(cfg, out_dir=tmp_path), SubsetInfluence(cfg, out_dir=tmp_path)
+    assert a.run_dir == b.run_dir and a.run_id.endswith("rel-reg-0.01")
 
 
 def test_sweep_runs_reuse_and_cli(tmp_path, capsys):
     kw = dict(num_subsets=1, skip_hessian_spectrum=True, kmeans_n_init=1)
     t = rg.regularisation_sweep("iris", (1e-3, 1.0), tmp_path, **kw)
     assert sorted(t.rel_reg.unique()) == [1e-3, 1.0] and set(t.target) == {"test loss", "self-loss"}
+    d = load_dataset("iris"); x, y = np.asarray(d.train.x, np.float64), np.asarray(d.train.labels)
     for run_dir, rel in t.groupby("run_dir").rel_reg.first().items():
         R = load_results(run_dir)
-        assert float(R["cv_l2_reg"]) == pytest.approx(rel * len(R["initial_train_losses"]))
-        assert run_dir.endswith(f"rel-reg-{rel:g}")
+        assert float(R["cv_l2_reg"]) == pytest.approx(rel * len(y))
+        assert run_dir.endswith(f"rel-reg-{rel:g}") and "subset_retrain_fallback" not in R
+        assert _softmax_grad_norm(R["initial_params"], x, y, np.ones(len(y)), R["cv_l2_reg"]) < 1e-8
+        for g, dp, gn, thr in zip(R["subset_indices"], R["subset_dparam"], R["subset_retrain_grad_norm"], R["subset_retrain_grad_threshold"]):
+            w = np.ones(len(y)); w[g[g >= 0]] = 0  # groups are stored padded with -1
+            ours = _softmax_grad_norm(R["initial_params"] + dp, x, y, w, R["cv_l2_reg"])
+            assert ours <= thr * (1 + 1e-6) and ours == pytest.approx(gn, abs=1e-9)
     again = rg.RegularisationRun(rg.subsets_config("iris", fixed_reg=1.0, **kw), out_dir=tmp_path, progress=False)
     again.run(); assert all(p["status"] == "loaded" for p in again.phase_log)
     fig = rg.figure3(t); fig2 = rg.figure3_spearman(t)

@@ -5,6 +5,7 @@ from pathlib import Path
 import cloudpickle
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import groupinf.runner as runner
 from groupinf.runner import (Executor, Experiment, ExperimentDefinitionError, ProcessExecutor, ResultsFileError,
@@ -16,6 +17,9 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # worker processes 
 
 def same(a, b):
     "Exact equality of stored values: same types, dtypes, shapes and bits."
+    if sp.issparse(a):
+        return (type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape
+                and all(same(getattr(a, p), getattr(b, p)) for p in ("data", "indices", "indptr")))
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
     if isinstance(a, list):
@@ -120,6 +124,126 @@ def test_normalize_results_equals_what_reads_back(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Sparse matrices in result files
+
+SPARSE_CASES = {
+    "empty_0x5": np.zeros((0, 5)), "all_zero_3x4": np.zeros((3, 4)), "one_by_one": np.array([[5]]),
+    "random_6x9": np.where(np.random.default_rng(0).random((6, 9)) < 0.3,
+                           np.random.default_rng(1).integers(-3, 4, (6, 9)), 0),
+}
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.int32])
+@pytest.mark.parametrize("case", list(SPARSE_CASES))
+def test_sparse_matrices_round_trip_as_canonical_csr(tmp_path, fmt, dtype, case):
+    dense = SPARSE_CASES[case].astype(dtype)
+    m = sp.coo_matrix(dense).asformat(fmt)
+    back, digest = save_results(tmp_path / "r.npz", {"m": m})
+    loaded, meta = read_results(tmp_path / "r.npz")
+    r = loaded["m"]
+    assert type(r) is sp.csr_matrix and r.dtype == np.dtype(dtype) and r.shape == dense.shape
+    assert r.has_canonical_format and np.array_equal(r.toarray(), dense)
+    assert same(r, back["m"]) and same(r, normalize_results({"m": m})["m"])
+    assert meta["format"] == "groupinf-results-2" and meta["schema"] == {"m": "sparse_csr"}
+    assert runner.content_hash(*encode_results(loaded)) == digest
+
+
+def test_sparse_matrices_are_stored_as_plain_csr_components(tmp_path):
+    x = sp.random(4137, 8000, density=0.01, format="csr", random_state=0)  # a text dataset's features
+    save_results(tmp_path / "r.npz", {"x": x, "y": np.arange(3)})
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert sorted(arrays) == ["__meta__", "x/data", "x/indices", "x/indptr", "x/shape", "y"]
+    assert arrays["x/indices"].dtype == np.int32 and arrays["x/shape"].tolist() == [4137, 8000]
+    assert arrays["x/data"].size == x.nnz
+    assert (tmp_path / "r.npz").stat().st_size < 5 * 2 ** 20  # not densified (265 MB dense)
+
+
+def test_sparse_values_are_canonicalised_without_touching_the_input():
+    unsorted = sp.csr_matrix(([1.0, 2.0], [2, 0], [0, 2]), shape=(1, 3))
+    dups = sp.coo_matrix(([1.0, 2.0, 3.0], ([0, 0, 1], [2, 2, 0])), shape=(2, 3))
+    explicit_zero = sp.csr_matrix(([0.0, 1.0], [0, 1], [0, 2]), shape=(1, 2))
+    out = normalize_results({"u": unsorted, "d": dups, "z": explicit_zero, "a": sp.csr_array(np.eye(2, dtype=bool))})
+    assert out["u"].indices.tolist() == [0, 2] and unsorted.indices.tolist() == [2, 0]
+    assert out["d"].toarray().tolist() == [[0, 0, 3], [3, 0, 0]] and out["d"].nnz == 2 and dups.nnz == 3
+    assert out["z"].nnz == 2  # explicit zeros are part of the structure and kept
+    assert type(out["a"]) is sp.csr_matrix and out["a"].dtype == bool
+
+
+def test_sparse_matrices_that_need_int64_indices_keep_them():
+    wide = sp.csr_matrix((np.ones(1), np.array([2 ** 31], np.int64), np.array([0, 1], np.int64)), shape=(1, 2 ** 31 + 1))
+    arrays, schema = encode_results({"w": wide})
+    assert arrays["w/indices"].dtype == np.int64
+    back = runner.decode_results(arrays, schema)["w"]
+    assert back.shape == (1, 2 ** 31 + 1) and back.indices.tolist() == [2 ** 31]
+
+
+def test_files_without_sparse_values_keep_the_first_format_and_hash(tmp_path):
+    values = {"x": np.arange(3.0), "tags": ["a", "b"], "n": 3, "groups": [[1, 2], [0]], "skipped": None}
+    _, digest = save_results(tmp_path / "r.npz", values)
+    # the digest the first format gave these values, before sparse values existed: old run directories stay valid
+    assert digest == "04151eb5a09000dbddd6a34bca209b3a315bdd788c5acdca1ec7fb159f161e01"
+    assert read_results(tmp_path / "r.npz")[1]["format"] == "groupinf-results-1"
+
+
+def test_the_content_hash_covers_every_sparse_component():
+    arrays, schema = encode_results({"x": sp.random(30, 20, density=0.2, format="csr", random_state=0)})
+    h0 = runner.content_hash(arrays, schema)
+    for name in arrays:
+        altered = {**arrays, name: arrays[name].copy()}
+        altered[name].view(np.uint8)[0] ^= 1
+        assert runner.content_hash(altered, schema) != h0, name
+    moved = arrays["x/indices"].copy()
+    moved[0] += 1  # one stored index changed
+    assert runner.content_hash({**arrays, "x/indices": moved}, schema) != h0
+    swapped = {**arrays, "x/indices": arrays["x/indptr"], "x/indptr": arrays["x/indices"]}
+    assert runner.content_hash(swapped, schema) != h0
+
+
+@pytest.mark.parametrize("member", ["x/data", "x/indices", "x/indptr", "x/shape"])
+def test_a_damaged_sparse_component_is_detected(tmp_path, member):
+    p = tmp_path / "r.npz"
+    save_results(p, {"x": sp.random(50, 40, density=0.1, format="csr", random_state=0)})
+    _flip_byte_in_member(p, member + ".npy")
+    with pytest.raises(ResultsFileError):
+        read_results(p)
+
+
+@pytest.mark.parametrize("damage", ["inconsistent", "missing", "unsorted", "wrong_format", "extra"])
+def test_inconsistent_sparse_files_are_refused_even_with_a_matching_hash(tmp_path, damage):
+    p = tmp_path / "r.npz"
+    arrays, schema = encode_results({"x": sp.csr_matrix(np.array([[0.0, 1.0, 2.0], [3.0, 0.0, 0.0]]))})
+    fmt = "groupinf-results-2"
+    if damage == "inconsistent": arrays["x/indptr"] = arrays["x/indptr"][:-1]
+    elif damage == "missing": del arrays["x/shape"]
+    elif damage == "unsorted": arrays["x/indices"] = arrays["x/indices"][[1, 0, 2]]
+    elif damage == "wrong_format": fmt = "groupinf-results-1"
+    else: arrays["x/extra"] = np.zeros(1)
+    runner._write_npz(p, arrays, {"format": fmt, "schema": schema, "content_hash": runner.content_hash(arrays, schema)})
+    with pytest.raises(ResultsFileError, match="r.npz"):
+        read_results(p)
+
+
+def _cube():
+    try: return sp.coo_array(np.ones((2, 2, 2)))
+    except (TypeError, ValueError): pytest.skip("this SciPy has no n-d sparse arrays")
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (_cube, TypeError, "3-d sparse coo_array"),
+    (lambda: sp.csr_matrix((np.array([object()], dtype=object), [0], [0, 1]), shape=(1, 1)), TypeError, "dtype object"),
+    (lambda: [sp.eye(2, format="csr"), sp.eye(2, format="csr")], TypeError, "list of sparse"),
+    (lambda: sp.csr_matrix((np.ones(1), [7], [0, 1]), shape=(1, 3)), ValueError, "not a valid sparse matrix")])
+def test_unstorable_sparse_values_are_refused_naming_the_key(tmp_path, make, error, match):
+    value = make()
+    with pytest.raises(error, match=match) as e:
+        save_results(tmp_path / "r.npz", {"the_key": value})
+    assert "'the_key'" in str(e.value)
+    assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Cache keys and map_tasks
 
 CALLS = []
@@ -216,6 +340,58 @@ def test_collate_stacks_along_a_new_axis_whatever_the_dimension():
         collate([{"v": np.ones(2)}, {"v": np.ones(3)}])
 
 
+DOCS = sp.random(40, 500, density=0.02, format="csr", random_state=1)
+INTERRUPT = {"at": None}
+
+
+def gradient_row(i, x):
+    "A stand-in for a per-example sparse gradient."
+    if i == INTERRUPT["at"]: raise RuntimeError(f"stopped at item {i}")
+    CALLS.append(i)
+    return {"grad": x[[i]] * (i + 1.0), "label": i % 2}
+
+
+def test_sparse_task_results_resume_from_the_cache(tmp_path):
+    CALLS.clear()
+    INTERRUPT["at"] = 25
+    kw = dict(shared={"x": DOCS}, cache_dir=tmp_path, chunk_size=8, progress=False)
+    try:
+        with pytest.raises(RuntimeError, match="stopped at item 25"):
+            map_tasks(gradient_row, range(40), **kw)
+    finally: INTERRUPT["at"] = None
+    assert len(list(tmp_path.glob("chunk-*.npz"))) == 3
+    CALLS.clear()
+    resumed = map_tasks(gradient_row, range(40), **kw)
+    assert CALLS == list(range(24, 40))  # only the chunks that were not stored
+    uninterrupted = map_tasks(gradient_row, range(40), shared={"x": DOCS}, chunk_size=8, progress=False)
+    assert same(resumed, uninterrupted)
+    assert all(type(r["grad"]) is sp.csr_matrix and r["grad"].shape == (1, 500) for r in resumed)
+    CALLS.clear()
+    assert same(map_tasks(gradient_row, range(40), **kw), resumed) and CALLS == []
+    # a bare sparse value per item, cached and read back
+    rows = map_tasks(lambda i, x: x[[i]], range(6), shared={"x": DOCS}, cache_dir=tmp_path, chunk_size=4,
+                     progress=False)
+    assert same(map_tasks(lambda i, x: x[[i]], range(6), shared={"x": DOCS}, cache_dir=tmp_path, chunk_size=4,
+                          progress=False), rows)
+    assert same(sp.csr_matrix(sp.vstack(rows)), DOCS[:6])
+
+
+def test_collate_stacks_sparse_rows_into_one_csr_matrix():
+    out = collate(map_tasks(gradient_row, range(40), shared={"x": DOCS}, progress=False))
+    g = out["grad"]
+    assert type(g) is sp.csr_matrix and g.shape == (40, 500) and g.has_canonical_format
+    assert np.array_equal(g.toarray(), DOCS.toarray() * np.arange(1.0, 41)[:, None])
+    assert out["label"].tolist() == [i % 2 for i in range(40)]
+    mixed = collate([{"g": sp.csr_array(np.ones((1, 2)))}, {"g": sp.csr_matrix(np.zeros((1, 2), np.float32))}])["g"]
+    assert type(mixed) is sp.csr_matrix and mixed.dtype == np.float64
+    with pytest.raises(TypeError, match="'g'"):
+        collate([{"g": sp.csr_matrix(np.ones((1, 2)))}, {"g": np.ones((1, 2))}])
+    with pytest.raises(ValueError, match="'g'.*shape \\(2, 2\\)"):
+        collate([{"g": sp.csr_matrix(np.ones((2, 2)))}])
+    with pytest.raises(ValueError, match="'g'"):
+        collate([{"g": sp.csr_matrix(np.ones((1, 2)))}, {"g": sp.csr_matrix(np.ones((1, 3)))}])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Process pool
 
@@ -298,7 +474,7 @@ def test_first_run_computes_and_writes_the_run_directory(tmp_path):
     assert exp.run_dir == tmp_path / "toy" / "seed-1_n-6"
     names = sorted(p.name for p in exp.run_dir.iterdir())
     assert names == [".lock", "config.json", "phase-0-base.npz", "phase-1-tasks.npz", "phase-2-other.npz",
-                     "phase-4-total.npz", "results.npz", "summary.csv"]
+                     "phase-4-total.npz", "phases.csv", "results.npz", "summary.csv"]
     assert json.loads((exp.run_dir / "config.json").read_text()) == {"seed": 1, "n": 6}
     stored = load_results(exp.run_dir)
     assert same(stored, R)
@@ -316,6 +492,46 @@ def test_rerun_loads_everything_and_gives_identical_results(tmp_path):
     exp, R2, ran, ntasks = run_toy(tmp_path)
     assert ran == [] and ntasks == 0 and same(R1, R2)
     assert [r["status"] for r in exp.phase_log] == ["loaded"] * 4
+
+
+class SparseToy(Experiment):
+    experiment_id = "sparse_toy"
+    run_id_format = "n-{n}"
+
+    @phase(0, deps=())
+    def features(self):
+        LOG.append("features")
+        return {"x": sp.random(self.config["n"], 300, density=0.05, format="csc", random_state=0)}
+
+    @phase(1, deps=["features"])
+    def gradients(self):
+        LOG.append("gradients")
+        out = self.map_tasks(gradient_row, range(self.config["n"]), shared={"x": self.R["x"].tocsr()}, chunk_size=4)
+        return collate(out)
+
+    @phase(2, deps=["gradients"])
+    def norms(self):
+        LOG.append("norms")
+        return {"norms": np.sqrt(np.asarray(self.R["grad"].multiply(self.R["grad"]).sum(axis=1)).ravel())}
+
+
+def test_sparse_phase_results_are_stored_and_reused(tmp_path):
+    LOG.clear()
+    exp = SparseToy({"n": 10}, out_dir=tmp_path, progress=False)
+    R1 = exp.run()
+    assert LOG == ["features", "gradients", "norms"]
+    assert type(R1["x"]) is sp.csr_matrix and type(R1["grad"]) is sp.csr_matrix and R1["grad"].shape == (10, 300)
+    assert read_results(exp.phase_path("features"))[1]["format"] == "groupinf-results-2"
+    assert read_results(exp.phase_path("norms"))[1]["format"] == "groupinf-results-1"
+    LOG.clear()
+    exp2 = SparseToy({"n": 10}, out_dir=tmp_path, progress=False)
+    R2 = exp2.run()
+    assert LOG == [] and same(R1, R2) and same(load_results(exp2.run_dir), R1)
+    # a damaged sparse phase is recomputed; it comes out the same, so later phases are reused
+    _flip_byte_in_member(exp.phase_path("features"), "x/indices.npy")
+    LOG.clear()
+    R3 = SparseToy({"n": 10}, out_dir=tmp_path, progress=False).run()
+    assert LOG == ["features"] and same(R3, R1)
 
 
 def test_invalidate_recomputes_later_phases_and_their_tasks(tmp_path):

@@ -167,6 +167,9 @@ def check_no_broken_results(run_dir):
         elif p.name == "summary.csv":
             import pandas as pd
             assert len(pd.read_csv(p)) == 20
+        elif p.name == "phases.csv":
+            import pandas as pd
+            assert {"name", "seconds", "peak_rss_gb"} <= set(pd.read_csv(p).columns)
         else: raise AssertionError(f"unexpected file {p}")
 
 

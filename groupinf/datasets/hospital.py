@@ -4,10 +4,9 @@
 
 # %% ../../nbs/01_datasets_hospital.ipynb #f843a266
 from __future__ import annotations
-from pathlib import Path
 import numpy as np
 from ..data import (DataError, DataSet, Datasets, DatasetInfo, RemoteFile, cached, dataset_dir,
-                           ensure_remote, register_dataset, resolve_data_dir, source_fingerprint)
+                           ensure_remote, register_dataset, source_fingerprint)
 
 # %% auto #0
 __all__ = ['HOSPITAL_ZIP', 'NUMERIC_COLUMNS', 'CATEGORICAL_COLUMNS', 'read_diabetic_csv', 'hospital_features', 'hospital_labels',

@@ -96,7 +96,7 @@ def load_spam(data_dir=None, # data directory
               spacy_model: str | None = None, # None: spacy.blank('en') + lookup lemmatizer; else a pipeline to load
               force_refresh: bool = False # rebuild the cache
              ) -> Datasets:
-    "Enron1 spam (1) vs ham (0): train 4,137, validation 0, test 1,035, word counts of lemmas."
+    "Enron1 spam (1) vs ham (0): train 4,137, validation 0, test 1,035, word counts of lemmas as CSR matrices."
     ensure_remote(ENRON1_TAR, data_dir)
     root = dataset_dir("spam", data_dir) / "enron1"
     files = [p for c in ("spam", "ham") for p in sorted((root / c).iterdir()) if p.is_file()]
@@ -107,6 +107,6 @@ def load_spam(data_dir=None, # data directory
         docs, labels = spam_documents(spam[:truncate], ham[:truncate], spacy_model)
         return bag_of_words(docs, labels, min_df)
     c = cached(dataset_dir("spam", data_dir), "spam", params, build, force_refresh)
-    split = lambda s: DataSet(csr_from_arrays(c, f"x_{s}").toarray(), c[f"y_{s}"])   # dense, as the original
+    split = lambda s: DataSet(csr_from_arrays(c, f"x_{s}"), c[f"y_{s}"])   # sparse CSR (the original densified)
     return Datasets(split("train"), split("valid"), split("test"),
                     meta=dict(feature_names=[str(w) for w in c["vocabulary"]], class_names=["ham", "spam"]))

@@ -4,17 +4,15 @@
 
 # %% ../../nbs/12_counterexamples.ipynb #bcbadf10
 from __future__ import annotations
-import copy, functools, itertools, time
-from pathlib import Path
+import functools, itertools, time
 import numpy as np
 from ..runner import Experiment, phase
 from ..datasets.synthetic import COUNTEREXAMPLE_IDS, counterexample_datasets
-from ..model import LogisticRegression, ConvergenceError
-from ..hessian import NotPositiveDefiniteError
+from ..model import LogisticRegression
+from .subsets import retrained_rows, retrain_results
 
 # %% auto #0
-__all__ = ['RETRAIN_MAX_ITER', 'LSTSQ_TEST_POINTS', 'AVG_KS', 'AVG_CS', 'FACTOR_POINTS', 'RANDOM_POINTS', 'exhaustive_subsets',
-           'batched_newton_params', 'newton_polish', 'retrain_with_fallback', 'dparam_cosines',
+__all__ = ['LSTSQ_TEST_POINTS', 'AVG_KS', 'AVG_CS', 'FACTOR_POINTS', 'RANDOM_POINTS', 'exhaustive_subsets', 'dparam_cosines',
            'adversarial_test_points', 'counterexamples_config', 'retrain_chunk_task', 'Counterexamples',
            'test_set_effects', 'constructed_test_point', 'stored_effects', 'counterexample_correlations',
            'counterexample_panel', 'figure4_data', 'figure4', 'cosine_figure', 'add_counterexamples_parser',
@@ -37,83 +35,6 @@ def exhaustive_subsets(dataset_id: str, # one of the counterexample datasets
         return [np.flatnonzero(ids == c)[:k] for c in np.unique(ids) for k in range(1, int((ids == c).sum()))]
     lo, hi = {"gauss2": (2, 2), "gauss3": (2, 2), "gauss4": (2, 2), "gauss": (1, 3), "gauss5": (1, 1)}.get(dataset_id, (2, 3))
     return [np.array(c) for r in range(lo, hi + 1) for c in itertools.combinations(range(n), r)]
-
-# %% ../../nbs/12_counterexamples.ipynb #249f1583
-def batched_newton_params(engine, # a `GroupInfluence` of a binary model
-                          groups, # list of index arrays into the training set
-                          first_order=None, # precomputed `engine.first_order_params(groups)` (G × P)
-                         ) -> np.ndarray: # Newton parameter changes (G × P)
-    "`(H − H_U)⁻¹ g_U` for many groups of a binary model: Woodbury updates, batched over groups of equal size."
-    import tensorflow as tf
-    from groupinf.hessian import z_vectors
-    if not engine.layout.binary: raise ValueError("batched_newton_params needs a binary model")
-    groups = [np.asarray(g, np.int64) for g in groups]
-    D1 = engine.first_order_params(groups) if first_order is None else np.asarray(first_order, np.float64)
-    Z = (z_vectors(engine.layout, engine.theta, engine.x) * tf.sqrt(engine.s)[:, None]).numpy()  # n × P
-    HiZ = engine.inverse_hvp(Z.T).numpy()  # P × n
-    Q = Z @ HiZ  # z_iᵀ H⁻¹ z_j
-    out, sizes = np.empty_like(D1), np.array([len(g) for g in groups])
-    for k in np.unique(sizes):
-        sel = np.flatnonzero(sizes == k)
-        idx = np.stack([groups[j] for j in sel])  # G_k × k
-        M = np.eye(k) - Q[idx[:, :, None], idx[:, None, :]]
-        try: np.linalg.cholesky(M)
-        except np.linalg.LinAlgError:
-            bad = next(j for j, m in zip(sel, M) if np.any(np.linalg.eigvalsh(m) <= 0))
-            raise NotPositiveDefiniteError(f"group {bad}: H − H_U is not positive definite (removing it leaves no unique optimum)") from None
-        c = np.linalg.solve(M, np.einsum("gkp,gp->gk", Z[idx], D1[sel])[..., None])[..., 0]
-        out[sel] = D1[sel] + np.einsum("pgk,gk->gp", HiZ[:, idx], c)
-    return out
-
-# %% ../../nbs/12_counterexamples.ipynb #21d28a35
-RETRAIN_MAX_ITER = 30  # Newton iterations before a batch counts as stalled (converging rows need < 20 here)
-
-def _binary_objective_parts(theta, x, y, w, l2, fit_intercept):
-    "Gradient and Hessian of `Σ w_i ℓ_i + (λ/2)‖W‖²` for a binary model, in NumPy."
-    xa = np.hstack([x, np.ones((len(x), 1))]) if fit_intercept else x
-    mask = np.r_[np.ones(x.shape[1]), np.zeros(1)] if fit_intercept else np.ones(x.shape[1])
-    p = 1 / (1 + np.exp(-xa @ theta))
-    g = xa.T @ (w * (p - y)) + l2 * mask * theta
-    return g, (xa.T * (w * p * (1 - p))) @ xa + l2 * np.diag(mask)
-
-def newton_polish(theta, # parameters close to the optimum (P,)
-                  x, y, w, # training features, labels and sample weights
-                  l2_reg: float, # λ
-                  fit_intercept: bool = False, # whether theta ends with a bias
-                  steps: int = 3, # undamped Newton steps at most
-                 ) -> tuple: # (theta, gradient norm)
-    "Finish a binary logistic-regression fit with undamped Newton steps, keeping the iterate with the smallest gradient."
-    best = (theta, np.linalg.norm(_binary_objective_parts(theta, x, y, w, l2_reg, fit_intercept)[0]))
-    for _ in range(steps):
-        g, H = _binary_objective_parts(best[0], x, y, w, l2_reg, fit_intercept)
-        cand = best[0] - np.linalg.solve(H, g)
-        gn = np.linalg.norm(_binary_objective_parts(cand, x, y, w, l2_reg, fit_intercept)[0])
-        if not gn < best[1]: break
-        best = (cand, gn)
-    return best
-
-def retrain_with_fallback(engine, # a `GroupInfluence` of a binary model (its model's `max_iter` caps the batched retraining)
-                          groups, # list of index arrays
-                         ) -> dict: # dparam (G × P), grad_norm, threshold, n_iter, fallback (G,)
-    "Retrain without each group: `engine.retrain`, or per group `warm_fit` + Newton polish if the batch stalls."
-    try:
-        r = engine.retrain(groups)
-        return dict(dparam=r.dparams, grad_norm=r.grad_norms, threshold=r.thresholds, n_iter=r.n_iter,
-                    fallback=np.zeros(len(groups), bool))
-    except ConvergenceError: pass
-    x, y, theta = engine.x.numpy(), engine.labels.numpy(), engine.theta.numpy()
-    rows = []
-    for g in groups:
-        w = engine.s.numpy().copy(); w[np.asarray(g)] = 0.0
-        m = copy.deepcopy(engine.model); m.max_iter = RETRAIN_MAX_ITER
-        try: m.warm_fit(x, y, sample_weight=w)
-        except ConvergenceError: pass  # stopped at the rounding floor: m.params holds where it stopped
-        thr = m.tol * max(1.0, m.grad_norm_at_zero_)
-        th, gn = (m.params, m.grad_norm_) if m.grad_norm_ <= thr else newton_polish(m.params, x, y, w, engine.l2_reg, m.fit_intercept)
-        if not gn <= thr: raise ConvergenceError(f"retraining without group {np.asarray(g)[:5].tolist()}...: gradient norm {gn:.2e} > {thr:.2e}")
-        rows.append((th - theta, gn, thr, m.n_iter_))
-    D, gn, thr, it = (np.array(v) for v in zip(*rows))
-    return dict(dparam=D, grad_norm=gn, threshold=thr, n_iter=it.astype(np.int64), fallback=np.ones(len(groups), bool))
 
 # %% ../../nbs/12_counterexamples.ipynb #161a3ee9
 LSTSQ_TEST_POINTS = 100  # points per least-squares family and K
@@ -200,16 +121,15 @@ def _dataset(dataset_id, seed):
     return (r[f"{dataset_id}_train_X"].astype(np.float64), r[f"{dataset_id}_train_Y"].astype(np.int64),
             r[f"{dataset_id}_test_X"].astype(np.float64), r[f"{dataset_id}_test_Y"].astype(np.int64))
 
-def _engine(dataset_id, seed, params, l2_reg, max_memory, max_iter=100):
+def _engine(dataset_id, seed, params, l2_reg, max_memory):
     from groupinf.influence import GroupInfluence
     x, y, _, _ = _dataset(dataset_id, seed)
-    m = LogisticRegression.from_params(params, l2_reg, x.shape[1], 2, fit_intercept=False, max_memory=max_memory, max_iter=max_iter)
-    return GroupInfluence(m, x, y, inverse_hvp_method="explicit", max_memory=max_memory, progress=False)
+    m = LogisticRegression.from_params(params, l2_reg, x.shape[1], 2, fit_intercept=False, max_memory=max_memory)
+    return GroupInfluence(m, x, y, inverse_hvp_method="primal", max_memory=max_memory, progress=False)
 
 def retrain_chunk_task(groups, **problem):
-    "Retrain without each group of a chunk (a runner task): parameter change and convergence record per group."
-    r = retrain_with_fallback(_engine(max_iter=RETRAIN_MAX_ITER, **problem), [np.asarray(g, np.int64) for g in groups])
-    return [{k: v[j] for k, v in r.items()} for j in range(len(groups))]
+    "Retrain without each group of a chunk (a runner task): parameter change, gradient norm, tolerance, iterations."
+    return retrained_rows(_engine(**problem).retrain([np.asarray(g, np.int64) for g in groups]))
 
 # %% ../../nbs/12_counterexamples.ipynb #d2f8428d
 class Counterexamples(Experiment):
@@ -245,17 +165,17 @@ class Counterexamples(Experiment):
 
     @phase(1, "training")
     def training(self):
-        from groupinf.hessian import margin_gradients, per_example_gradients, model_tensors
+        from groupinf.objective import margin_gradients, per_example_gradients
         x, y, xt, yt = self.data
         l2_reg = 1e-3 * len(y)
         m = LogisticRegression(l2_reg, fit_intercept=False, max_memory=self.config["max_memory"]).fit(x, y)
-        lay, th = m.layout_, m.theta_
+        lay = m.layout_
         e = _engine(self.config["dataset_id"], self.config["seed"], m.params, l2_reg, self.config["max_memory"])
         return dict(l2_reg=l2_reg, initial_params=m.params, initial_grad_norm=m.grad_norm_,
                     train_losses=m.losses(x, y), train_margins=m.margins(x, y), train_accuracy=m.accuracy(x, y),
                     test_losses=m.losses(xt, yt), test_margins=m.margins(xt, yt), test_accuracy=m.accuracy(xt, yt),
                     train_grad_losses=e.G.numpy(), train_grad_margins=margin_gradients(lay, x, y).numpy(),
-                    test_grad_losses=per_example_gradients(*model_tensors(m, xt, yt)[:4]).numpy(),
+                    test_grad_losses=per_example_gradients(lay, xt, m.params, yt).numpy(),
                     test_grad_margins=margin_gradients(lay, xt, yt).numpy(), hessian=e.H.numpy())
 
     @phase(2, "pick_subsets")
@@ -267,15 +187,10 @@ class Counterexamples(Experiment):
     @phase(3, "retrain_and_newton")
     def retrain_and_newton(self):
         D1 = self.engine.first_order_params(self.groups)
-        out = dict(subset_pred_dparam=D1, subset_newton_pred_dparam=batched_newton_params(self.engine, self.groups, D1))
+        out = dict(subset_pred_dparam=D1, subset_newton_pred_dparam=self.engine.newton_params(self.groups))
         if self.config["retrain"]:
-            res = self.map_tasks(retrain_chunk_task, [g.tolist() for g in self.groups], shared=self.problem(),
-                                 batched=True, chunk_size=64, desc="retrain")
-            out.update(subset_dparam=np.stack([r["dparam"] for r in res]),
-                       subset_retrain_grad_norm=np.array([r["grad_norm"] for r in res]),
-                       subset_retrain_grad_threshold=np.array([r["threshold"] for r in res]),
-                       subset_retrain_n_iter=np.array([r["n_iter"] for r in res]),
-                       subset_retrain_fallback=np.array([r["fallback"] for r in res]))
+            out.update(retrain_results(self.map_tasks(retrain_chunk_task, [g.tolist() for g in self.groups], shared=self.problem(),
+                                                      batched=True, chunk_size=64, desc="retrain")))
         return out
 
     @phase(4, "find_adversarial_test")
@@ -356,7 +271,8 @@ def _rho(x, y):
     from scipy.stats import spearmanr
     return spearmanr(x, y)[0] if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
 
-def counterexample_correlations(R) -> "pd.DataFrame":
+def counterexample_correlations(R, # a run's results through phase 5
+                               ): # DataFrame: one row per (ranking, test family, K), and one for `cex_one`
     "Spearman ρ between first-order, Newton and actual margin effects over the constructed groups, per test family."
     import pandas as pd, warnings
     warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # K = 1: one group has no rank correlation

@@ -9,15 +9,16 @@ import numpy as np
 from ..runner import Experiment, phase
 from ..model import LogisticRegression
 from ..groups import pick_fixed_test, turker_groups, pad_groups, unpad_groups
-from .subsets import cv_grid, retrained_rows, retrain_results
+from .subsets import cv_grid, retrained_rows, retrain_results, fold_bounds, fit_folds
 
 # %% auto #0
-__all__ = ['MATCHED_GENRES', 'MISMATCHED_GENRES', 'FIXED_POINTS', 'STANDIN_DEFAULTS', 'GENRE_EFFECT_ORDER', 'GENRE_EFFECT_SORT',
-           'PAPER_FIGURES', 'CreditData', 'standin_mnli', 'credit_data', 'credit_assignment_config', 'cv_fold_task',
-           'influence_engine', 'retrain_task', 'cross_validate', 'target_rows', 'unpack_effects', 'CreditAssignment',
-           'split_targets', 'training_sum_first_order', 'correlation_table', 'genre_accuracy_figure', 'size_figure',
-           'genre_effect_matrix', 'genre_effect_figure', 'genre_contribution_figure', 'add_credit_assignment_parser',
-           'credit_assignment_config_from_args', 'run_credit_assignment']
+__all__ = ['MATCHED_GENRES', 'MISMATCHED_GENRES', 'FIXED_POINTS', 'STANDIN_DEFAULTS', 'INVERSE_HVP_METHODS', 'GENRE_EFFECT_ORDER',
+           'GENRE_EFFECT_SORT', 'PAPER_FIGURES', 'CreditData', 'standin_mnli', 'credit_data',
+           'credit_assignment_config', 'cv_task', 'influence_engine', 'retrain_task', 'cross_validate', 'target_rows',
+           'unpack_effects', 'CreditAssignment', 'split_targets', 'training_sum_first_order', 'correlation_table',
+           'genre_accuracy_figure', 'size_figure', 'genre_effect_matrix', 'genre_effect_figure',
+           'genre_contribution_figure', 'add_credit_assignment_parser', 'credit_assignment_config_from_args',
+           'run_credit_assignment']
 
 # %% ../../nbs/13_credit_assignment.ipynb #888ba44e
 MATCHED_GENRES = ("fiction", "government", "slate", "telephone", "travel")
@@ -130,6 +131,8 @@ def credit_data(dataset_id: str = "mnli_standin", # 'mnli' (the authors' bundle)
     return _credit_data_cached(key)
 
 # %% ../../nbs/13_credit_assignment.ipynb #b41ea8a9
+INVERSE_HVP_METHODS = ("explicit", "cg", "auto", "primal", "dual", "matrix-free")  # 'explicit' = 'primal', 'cg' = 'matrix-free'
+
 def credit_assignment_config(dataset_id: str = "mnli", # 'mnli' or 'mnli_standin'
                              data_dir=None, # data directory of the real bundle
                              num_features: int = 600, # leading feature columns kept (real data)
@@ -137,7 +140,7 @@ def credit_assignment_config(dataset_id: str = "mnli", # 'mnli' or 'mnli_standin
                              sample_weights: bool | None = None, # None: unit weights (the paper)
                              cv_range=(1e-4, 1e-1, 10), # (min, max, count) of λ/n for cross-validation
                              fixed_reg: float | None = None, # use this λ/n instead of cross-validating
-                             inverse_hvp_method: str = "explicit", # 'explicit' or 'cg'
+                             inverse_hvp_method: str = "explicit", # one of INVERSE_HVP_METHODS ('explicit' is the paper's)
                              newton: bool = False, # also compute one-step Newton estimates
                              use_frozen_fixed_points: bool = True, # the original's fixed points for 'mnli'
                              min_group_size: int = 1, # keep workers with at least this many examples
@@ -146,7 +149,8 @@ def credit_assignment_config(dataset_id: str = "mnli", # 'mnli' or 'mnli_standin
                             ) -> dict:
     "The configuration of a credit-assignment run."
     if dataset_id not in ("mnli", "mnli_standin"): raise ValueError(f"dataset_id must be 'mnli' or 'mnli_standin'; got {dataset_id!r}")
-    if inverse_hvp_method not in ("explicit", "cg"): raise ValueError(f"inverse_hvp_method must be 'explicit' or 'cg'; got {inverse_hvp_method!r}")
+    if inverse_hvp_method not in INVERSE_HVP_METHODS:
+        raise ValueError(f"inverse_hvp_method must be one of {INVERSE_HVP_METHODS}; got {inverse_hvp_method!r}")
     return dict(dataset_id=dataset_id, data_dir=None if data_dir is None else str(data_dir), num_features=int(num_features),
                 standin=_standin_params(standin) if dataset_id == "mnli_standin" else None,
                 sample_weights=None if not sample_weights else True, cross_validation_folds=5,
@@ -154,25 +158,26 @@ def credit_assignment_config(dataset_id: str = "mnli", # 'mnli' or 'mnli_standin
                 newton=bool(newton), use_frozen_fixed_points=bool(use_frozen_fixed_points),
                 min_group_size=int(min_group_size), max_memory=float(max_memory), tag=tag)
 
-# %% ../../nbs/13_credit_assignment.ipynb #45ba4ca3
+# %% ../../nbs/13_credit_assignment.ipynb #f37de5d1
 def _train_arrays(data_fn, data_key):
     "(x, labels, weights, num_classes) of the training set from a data function."
     d = data_fn(data_key)
     return d.x, d.labels, d.weights, d.num_classes
 
-def cv_fold_task(item, data_fn, data_key, folds, max_memory, f1_sets=()):
-    "Held-out weighted loss sum and accuracy of one (λ, fold) pair; weighted F1 on named evaluation sets (binary)."
+def cv_task(l2_reg, data_fn, data_key, folds, max_memory, f1_sets=()):
+    "Held-out weighted loss sum and accuracy of every fold at one λ (folds fitted together); weighted F1 on named sets (binary)."
     from sklearn.metrics import f1_score
-    l2_reg, k = item
-    x, y, w, K = _train_arrays(data_fn, data_key)
-    held = np.zeros(len(y), bool); held[folds[k]:folds[k + 1]] = True
-    m = LogisticRegression(l2_reg, num_classes=K, max_memory=max_memory).fit(x[~held], y[~held], sample_weight=w[~held])
-    out = dict(loss=float(w[held] @ m.losses(x[held], y[held])), accuracy=m.accuracy(x[held], y[held]))
     d = data_fn(data_key)
-    for name in f1_sets:
-        xe, ye, we = getattr(d, f"{name}_x"), getattr(d, f"{name}_labels"), getattr(d, f"{name}_weights")
-        out[f"f1_{name}"] = f1_score(ye, (m.predict_proba(xe)[:, 1] > 0.5).astype(int), sample_weight=we, zero_division=0)
-    return out
+    x, y, w, K = d.x, d.labels, d.weights, d.num_classes
+    r = fit_folds(x, y, w, folds, l2_reg, K, max_memory)
+    out = {key: np.zeros(len(folds) - 1) for key in ["loss", "accuracy"] + [f"f1_{name}" for name in f1_sets]}
+    for k, (a, b) in enumerate(zip(folds, folds[1:])):
+        m = LogisticRegression.from_params(r.params[:, k], l2_reg, x.shape[1], K, max_memory=max_memory)
+        out["loss"][k], out["accuracy"][k] = w[a:b] @ m.losses(x[a:b], y[a:b]), m.accuracy(x[a:b], y[a:b])
+        for name in f1_sets:
+            xe, ye, we = getattr(d, f"{name}_x"), getattr(d, f"{name}_labels"), getattr(d, f"{name}_weights")
+            out[f"f1_{name}"][k] = f1_score(ye, (m.predict_proba(xe)[:, 1] > 0.5).astype(int), sample_weight=we, zero_division=0)
+    return out  # one value per fold
 
 @functools.lru_cache(maxsize=2)
 def _cached_engine(data_fn, data_key, params_bytes, l2_reg, num_classes, method, max_memory):
@@ -192,15 +197,13 @@ def retrain_task(groups, **problem):
     return retrained_rows(influence_engine(**problem).retrain([np.asarray(g, np.int64) for g in groups]))
 
 def cross_validate(exp: Experiment, n: int, select_by: str = "accuracy", f1_sets=()) -> dict:
-    "Phase body shared by the applications: λ grid × contiguous folds; select the λ with the best mean criterion."
+    "Phase body shared by the applications: one task per λ fitting all contiguous folds; the λ with the best mean criterion."
     lo, hi, num = exp.config["normalized_cross_validation_range"]
-    K = exp.config["cross_validation_folds"]
     regs = np.logspace(np.log10(lo * n), np.log10(hi * n), int(num))
-    size = int(np.ceil(n / K)); folds = [min(i * size, n) for i in range(K + 1)]
-    items = [(float(r), k) for r in regs for k in range(K)]
-    out = exp.map_tasks(cv_fold_task, items, shared=dict(exp.data_problem(), folds=folds, max_memory=exp.config["max_memory"],
-                                                         f1_sets=tuple(f1_sets)), desc="cross-validation")
-    table = lambda key: np.array([o[key] for o in out]).reshape(len(regs), K)
+    folds = fold_bounds(n, exp.config["cross_validation_folds"])
+    out = exp.map_tasks(cv_task, [float(r) for r in regs], shared=dict(exp.data_problem(), folds=folds, max_memory=exp.config["max_memory"],
+                                                                      f1_sets=tuple(f1_sets)), desc="cross-validation")
+    table = lambda key: np.stack([o[key] for o in out])  # λ × fold
     res = dict(cv_regs=regs, cv_errors=table("loss").sum(1), cv_accs=table("accuracy").mean(1))
     for name in f1_sets: res[f"cv_{name}_f1s"] = table(f"f1_{name}").mean(1)
     crit = res["cv_accs"] if select_by == "accuracy" else res[f"cv_{select_by}_f1s"]
@@ -329,10 +332,10 @@ def split_targets(d: CreditData, split: str, fixed=()):
 
 def training_sum_first_order(engine, groups, C):
     "First-order effects of removing each group on sums `Σ_i C[j, i] ℓ_i` over the training set (G × J)."
-    import tensorflow as tf
-    grads = tf.constant(np.asarray(C, np.float64)) @ engine.G          # J × P: gradients of the sums
-    per_point = (engine.G @ engine.inverse_hvp(tf.transpose(grads))).numpy()  # n × J: g_iᵀ H⁻¹ ∇F_j
-    return engine.indicator(groups) @ per_point                         # Σ_{i∈U} s_i g_iᵀ H⁻¹ ∇F_j
+    Gop = engine.gradient_operator()                                   # G (n × P) as products only
+    grads = Gop.T @ np.asarray(C, np.float64).T                        # P × J: ∇F_j = Σ_i C[j, i] g_i
+    per_point = Gop @ np.asarray(engine.inverse_hvp(grads))            # n × J: g_iᵀ H⁻¹ ∇F_j
+    return engine.indicator(groups) @ per_point                        # Σ_{i∈U} s_i g_iᵀ H⁻¹ ∇F_j
 
 @phase(5, "all_and_fixed_test_and_nonfire_influence")
 def _ca_first_order(self: CreditAssignment):
@@ -531,7 +534,7 @@ def add_credit_assignment_parser(subparsers, # the `add_subparsers()` object of 
     p.add_argument("--cv-range", type=float, nargs=3, default=(1e-4, 1e-1, 10), metavar=("MIN", "MAX", "COUNT"),
                    help="cross-validation grid of λ/n (default: 1e-4 1e-1 10, the paper's)")
     p.add_argument("--fixed-reg", type=float, default=None, help="use this λ/n instead of cross-validation")
-    p.add_argument("--inverse-hvp-method", choices=("explicit", "cg"), default="explicit", help="how H⁻¹ is applied (default: %(default)s)")
+    p.add_argument("--inverse-hvp-method", choices=INVERSE_HVP_METHODS, default="explicit", help="how H⁻¹ is applied (default: %(default)s)")
     p.add_argument("--inverse-vp-method", choices=("cholesky", "lu", "cholesky_lu"), default=None, help="accepted for compatibility; no effect")
     p.add_argument("--grad-batch-size", type=int, default=None, help="accepted for compatibility; batches follow --max-memory")
     p.add_argument("--hessian-batch-size", type=int, default=None, help="accepted for compatibility; batches follow --max-memory")

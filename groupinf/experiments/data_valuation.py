@@ -7,19 +7,20 @@ from __future__ import annotations
 import argparse, functools, hashlib, json, os, sqlite3, time
 from pathlib import Path
 import numpy as np
+import scipy.sparse as sp
 from ..runner import Experiment, phase
 from ..model import LogisticRegression
 from ..groups import pick_fixed_test, labelling_function_groups, pad_groups, unpad_groups, group_indicator
 from .subsets import cv_grid, retrain_results
 from .credit_assignment import (cross_validate, retrain_task, influence_engine, unpack_effects,
-                                                    correlation_table)
+                                                    correlation_table, INVERSE_HVP_METHODS)
 
 # %% auto #0
 __all__ = ['STANDIN_CDR_DEFAULTS', 'VALUATION_FIXED_TEST', 'VALUATION_FIXED_TEST_BALANCED', 'CV_CRITERIA', 'PAPER_FIGURES',
            'write_standin_cdr_db', 'standin_cdr_data_dir', 'BabbleReduce', 'babble_reduce_config',
            'babble_reduce_table', 'babble_reduce_figure', 'ValuationData', 'valuation_data', 'lf_statistics',
-           'data_valuation_config', 'DataValuation', 'valuation_targets', 'per_row_influence', 'lf_table',
-           'lf_correlations', 'accuracy_figure', 'lf_property_figure', 'combined_applications_figure',
+           'data_valuation_config', 'DataValuation', 'loss_residuals', 'valuation_targets', 'per_row_influence',
+           'lf_table', 'lf_correlations', 'accuracy_figure', 'lf_property_figure', 'combined_applications_figure',
            'add_data_valuation_parser', 'data_valuation_config_from_args', 'run_data_valuation',
            'add_babble_reduce_parser', 'run_babble_reduce']
 
@@ -167,17 +168,17 @@ VALUATION_FIXED_TEST = {"cdr": (1502, 1021, 3778, 830, 3894, 3149), "reduced_cdr
 VALUATION_FIXED_TEST_BALANCED = {"cdr": (898, 293, 14, 1139, 1783, 1100), "reduced_cdr": (898, 293, 14, 1139, 1783, 1100)}
 
 class ValuationData:
-    "Arrays of a data-valuation run: LF rows with weights and LF ids; validation, test and nonfire sets; LF votes and gold labels."
+    "Arrays of a data-valuation run: LF rows (weights, LF ids), validation, test and nonfire sets (dense or CSR), LF votes, gold labels."
     def __init__(self, x, labels, weights, lf_ids, validation_x, validation_labels, validation_weights,
                  test_x, test_labels, nonfires_x, nonfires_labels, votes=None, gold=None):
-        dense = lambda a: np.asarray(a.toarray() if hasattr(a, "toarray") else a, np.float64)
-        self.x, self.labels, self.weights = dense(x), np.asarray(labels, np.int64), np.asarray(weights, np.float64)
+        feats = lambda a: sp.csr_matrix(a, dtype=np.float64) if sp.issparse(a) else np.asarray(a, np.float64)  # sparse stays sparse
+        self.x, self.labels, self.weights = feats(x), np.asarray(labels, np.int64), np.asarray(weights, np.float64)
         self.lf_ids = np.asarray(lf_ids, np.int64)
-        self.validation_x, self.validation_labels = dense(validation_x), np.asarray(validation_labels, np.int64)
+        self.validation_x, self.validation_labels = feats(validation_x), np.asarray(validation_labels, np.int64)
         self.validation_weights = np.asarray(validation_weights, np.float64)
-        self.test_x, self.test_labels = dense(test_x), np.asarray(test_labels, np.int64)
+        self.test_x, self.test_labels = feats(test_x), np.asarray(test_labels, np.int64)
         self.test_weights = np.ones(len(self.test_labels))
-        self.nonfires_x, self.nonfires_labels = dense(nonfires_x), np.asarray(nonfires_labels, np.int64)
+        self.nonfires_x, self.nonfires_labels = feats(nonfires_x), np.asarray(nonfires_labels, np.int64)
         self.votes, self.gold = votes, gold
         n = len(self.labels)
         for name, a in (("weights", self.weights), ("lf_ids", self.lf_ids)):
@@ -199,7 +200,7 @@ def _valuation_data_cached(dataset_id, data_dir, sample_weights):
     return ValuationData(d.train.x, d.train.labels, w[0], lfs[0], d.validation.x, d.validation.labels, w[1],
                          d.test.x, d.test.labels, nf.x, nf.labels, votes, gold)
 
-def valuation_data(dataset_id: str = "reduced_cdr", # 'reduced_cdr' (the paper) or 'cdr' (all features, densified)
+def valuation_data(dataset_id: str = "reduced_cdr", # 'reduced_cdr' (the paper) or 'cdr' (all features, sparse)
                    data_dir=None, # data directory holding babble/cdr.db
                    sample_weights: bool = True, # weights 1/#LFs of the row's candidate; all ones when False
                   ) -> ValuationData:
@@ -242,14 +243,16 @@ def data_valuation_config(dataset_id: str = "reduced_cdr", # 'reduced_cdr' (the 
                           fixed_reg: float | None = None, # use this λ/n instead of cross-validating
                           balance_test: bool = False, # the original's balanced list of fixed test points
                           use_frozen_fixed_test: bool = True, # the original's fixed test points for CDR
-                          inverse_hvp_method: str = "explicit", # 'explicit' or 'cg'
+                          inverse_hvp_method: str | None = None, # one of INVERSE_HVP_METHODS; None: 'explicit' for reduced_cdr, 'auto' for cdr
                           max_memory: float = 1e9, # bytes for batched intermediates
                           tag: str | None = None, # appended to the run id
                          ) -> dict:
     "The configuration of a data-valuation run."
     if dataset_id not in ("reduced_cdr", "cdr"): raise ValueError(f"dataset_id must be 'reduced_cdr' or 'cdr'; got {dataset_id!r}")
     if cv_criterion not in CV_CRITERIA: raise ValueError(f"cv_criterion must be one of {CV_CRITERIA}; got {cv_criterion!r}")
-    if inverse_hvp_method not in ("explicit", "cg"): raise ValueError(f"inverse_hvp_method must be 'explicit' or 'cg'; got {inverse_hvp_method!r}")
+    if inverse_hvp_method is None: inverse_hvp_method = "explicit" if dataset_id == "reduced_cdr" else "auto"
+    if inverse_hvp_method not in INVERSE_HVP_METHODS:
+        raise ValueError(f"inverse_hvp_method must be one of {INVERSE_HVP_METHODS}; got {inverse_hvp_method!r}")
     return dict(dataset_id=dataset_id, data_dir=None if data_dir is None else str(data_dir), sample_weights=bool(sample_weights),
                 cross_validation_folds=5, normalized_cross_validation_range=cv_grid(cv_range, fixed_reg),
                 cv_criterion=cv_criterion, balance_test=bool(balance_test), use_frozen_fixed_test=bool(use_frozen_fixed_test),
@@ -290,13 +293,21 @@ def _dv_cross_validation(self: DataValuation):
     res["cv_f1s"] = res["cv_test_f1s"] if crit == "test_f1" else res["cv_validation_f1s"]
     return res
 
+def loss_residuals(model: LogisticRegression, # a fitted model
+                   x, # features (n × d), dense or sparse
+                   labels, # integer labels (n,)
+                  ) -> np.ndarray: # n × R (binary: R = 1)
+    "Residuals `p_i − e_{y_i}` of every example (binary: `p_i − y_i`), the loss gradients being `g_i = r_i ⊗ [x_i; 1]`."
+    p = model.predict_proba(x)
+    r = p - np.eye(p.shape[1])[np.asarray(labels)]
+    return r[:, 1:] if p.shape[1] == 2 else r
+
 def _f1(m, x, y, w):
     from sklearn.metrics import f1_score
     return float(f1_score(y, (m.predict_proba(x)[:, 1] > 0.5).astype(int), sample_weight=w, zero_division=0))
 
 @phase(1, "initial_training")
 def _dv_initial_training(self: DataValuation):
-    from groupinf.hessian import per_example_gradients, model_tensors
     d = self.data
     m = LogisticRegression(float(self.R["cv_l2_reg"]), num_classes=2, max_memory=self.config["max_memory"])
     m.fit(d.x, d.labels, sample_weight=d.weights)
@@ -305,7 +316,7 @@ def _dv_initial_training(self: DataValuation):
     for split, x, y in [("train", d.x, d.labels), ("test", d.test_x, d.test_labels), ("nonfires", d.nonfires_x, d.nonfires_labels)]:
         out[f"initial_{split}_losses"], out[f"initial_{split}_margins"] = m.losses(x, y), m.margins(x, y)
         out[f"initial_{split}_accuracy"] = m.accuracy(x, y)
-    out["train_grad_loss"] = per_example_gradients(*model_tensors(m, d.x, d.labels)[:4]).numpy()
+    out["train_grad_residuals"] = loss_residuals(m, d.x, d.labels)  # n × 1: g_i = r_i [x_i; 1], never the n × P matrix
     out["nonfires_predictions"] = m.predict_proba(d.nonfires_x)
     return out
 
@@ -330,9 +341,8 @@ def valuation_targets(d: ValuationData, fixed, kind: str = "loss"):
 
 def per_row_influence(engine, target) -> np.ndarray:
     "Unweighted first-order influence `g_iᵀ H⁻¹ ∇f_j` of every training row on every function of a target (J × n)."
-    import tensorflow as tf
-    V = engine.inverse_hvp(tf.transpose(tf.constant(engine.target_gradients(target))))
-    return tf.transpose(engine.G @ V).numpy()
+    V = np.asarray(engine.inverse_hvp(engine.target_gradients(target).T))  # P × J: H⁻¹ ∇f_j
+    return (engine.gradient_operator() @ V).T                              # rows g_i = r_i ⊗ [x_i; 1], on the fly
 
 @phase(4, "all_and_fixed_test_and_nonfire_influence")
 def _dv_per_row(self: DataValuation):
@@ -503,7 +513,8 @@ def add_data_valuation_parser(subparsers, # the `add_subparsers()` object of `gr
                    help="cross-validation grid of λ/n (default: 1e-4 1e-1 10, the paper's)")
     p.add_argument("--fixed-reg", type=float, default=None, help="use this λ/n instead of cross-validation")
     p.add_argument("--balance-test", action="store_true", help="the original's balanced list of fixed test points")
-    p.add_argument("--inverse-hvp-method", choices=("explicit", "cg"), default="explicit", help="how H⁻¹ is applied (default: %(default)s)")
+    p.add_argument("--inverse-hvp-method", choices=INVERSE_HVP_METHODS, default=None,
+                   help="how H⁻¹ is applied (default: explicit for reduced_cdr, auto for cdr)")
     p.add_argument("--max-memory", type=float, default=1e9, help="bytes for batched intermediates (default: %(default)g)")
     p.add_argument("--tag", default=None, help="suffix of the run id (default: 'standin' for the stand-in)")
     add_executor_arguments(p)

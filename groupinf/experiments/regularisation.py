@@ -4,53 +4,19 @@
 
 # %% ../../nbs/11_regularisation.ipynb #c4e57452
 from __future__ import annotations
-import copy, time
-from pathlib import Path
+import time
 import numpy as np
-from ..runner import phase, load_results
-from ..model import ConvergenceError
+from ..runner import load_results
+from ..objective import DEFAULT_MAX_MEMORY
 from .subsets import SubsetInfluence, subsets_config, ESTIMATOR_LABELS
 
 # %% auto #0
-__all__ = ['RETRAIN_MAX_ITER', 'REL_REGS_PAPER', 'REG_CMAP_RANGE', 'PAPER_LINE_COLOURS', 'robust_retrain_task',
-           'RegularisationRun', 'sweep_table', 'regularisation_sweep', 'figure3', 'figure3_spearman',
-           'add_regularisation_parser', 'run_regularisation']
+__all__ = ['REL_REGS_PAPER', 'REG_CMAP_RANGE', 'PAPER_LINE_COLOURS', 'RegularisationRun', 'sweep_table', 'regularisation_sweep',
+           'figure3', 'figure3_spearman', 'add_regularisation_parser', 'run_regularisation']
 
 # %% ../../nbs/11_regularisation.ipynb #ccec9b50
-RETRAIN_MAX_ITER = 30  # batched Newton iterations before a batch counts as stalled
-
-def robust_retrain_task(groups, **problem):
-    "Retrain without each group of a chunk (a runner task); a stalled batch is redone by per-group warm fits."
-    from groupinf.experiments.subsets import _engine
-    eng = _engine(**problem)
-    eng.model.max_iter = RETRAIN_MAX_ITER
-    gs = [np.asarray(g, np.int64) for g in groups]
-    try:
-        r = eng.retrain(gs)
-        return [dict(dparam=r.dparams[j], grad_norm=r.grad_norms[j], threshold=r.thresholds[j], n_iter=r.n_iter[j],
-                     fallback=False) for j in range(len(gs))]
-    except ConvergenceError: pass
-    x, y, theta, out = eng.x.numpy(), eng.labels.numpy(), eng.theta.numpy(), []
-    for g in gs:
-        w = eng.s.numpy().copy(); w[g] = 0.0
-        m = copy.deepcopy(eng.model); m.max_iter = 100
-        m.warm_fit(x, y, sample_weight=w)  # raises ConvergenceError if this fails too
-        out.append(dict(dparam=m.params - theta, grad_norm=m.grad_norm_, threshold=m.tol * max(1.0, m.grad_norm_at_zero_),
-                        n_iter=m.n_iter_, fallback=True))
-    return out
-
 class RegularisationRun(SubsetInfluence):
-    "`SubsetInfluence` whose retraining redoes stalled batches group by group (same runs, keys and run ids)."
-    @phase(6, "retrain")
-    def _retrain(self):
-        out = self.map_tasks(robust_retrain_task, [g.tolist() for g in self.groups], shared=self.problem(), batched=True,
-                             chunk_size=16, desc="retrain")
-        return dict(subset_dparam=np.stack([o["dparam"] for o in out]),
-                    subset_retrain_grad_norm=np.array([o["grad_norm"] for o in out]),
-                    subset_retrain_grad_threshold=np.array([o["threshold"] for o in out]),
-                    subset_retrain_n_iter=np.array([o["n_iter"] for o in out]),
-                    subset_retrain_fallback=np.array([o["fallback"] for o in out]))
-
+    "`SubsetInfluence` with only the first-order scatter plot per run (same phases, keys and run ids)."
     def make_figures(self):
         "Only the first-order scatter plot per run (the sweep draws Figure 3)."
         import matplotlib.pyplot as plt
@@ -82,7 +48,8 @@ def _rank_correlations(actual, estimate):
     return spearmanr(actual, estimate)[0], pearsonr(actual, estimate)[0]
 
 def sweep_table(runs: dict, # λ/n -> (results R, binary, dataset_id, run_dir)
-                test_column=None) -> "pd.DataFrame": # fixed-test column (default: Figure 1's)
+                test_column=None, # fixed-test column (default: Figure 1's)
+               ): # DataFrame: one row per (λ/n, target, estimator)
     "Spearman and Pearson correlation of actual and estimated effects per (λ/n, target, estimator)."
     import pandas as pd
     rows = []
@@ -196,8 +163,9 @@ def add_regularisation_parser(subparsers):
                    help="λ/n values (default: the paper's 1e-7 ... 1e2)")
     p.add_argument("--num-subsets", type=int, default=10, help="sizes per group type (default: %(default)s, as the paper)")
     p.add_argument("--subset-seed", type=int, default=0, help="seed of the group samplers (default: %(default)s)")
-    p.add_argument("--inverse-hvp-method", choices=("explicit", "cg"), default=None, help="how H⁻¹ is applied (default: the dataset's setting)")
-    p.add_argument("--max-memory", type=float, default=1e9, help="bytes for batched intermediates (default: %(default)g)")
+    p.add_argument("--inverse-hvp-method", choices=("auto", "primal", "dual", "matrix-free"), default=None,
+                   help="how H⁻¹ is applied (default: chosen by the problem's shape)")
+    p.add_argument("--max-memory", type=float, default=DEFAULT_MAX_MEMORY, help="bytes the numerical core may use (default: %(default)g)")
     p.add_argument("--skip-hessian-spectrum", action="store_true", help="skip the eigenvalues of H⁻¹H_U")
     add_executor_arguments(p)
     return p
