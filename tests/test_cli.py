@@ -1,5 +1,5 @@
 """The installed `groupinf` console script: help, argument errors and the demo, run as a user runs them."""
-import os, re, shutil, subprocess, sys
+import os, re, shutil, subprocess
 from pathlib import Path
 import pytest
 

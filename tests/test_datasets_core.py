@@ -1,5 +1,5 @@
 "Containers, registry, downloads, safe extraction, caches and the restricted unpickler of groupinf.data."
-import hashlib, http.client, io, os, pickle, socket, subprocess, sys, tarfile, urllib.error, warnings, zipfile
+import hashlib, http.client, io, os, pickle, socket, subprocess, sys, tarfile, urllib.error, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -233,7 +233,7 @@ def test_archive_without_expected_layout(tmp_path):
 def test_cache_roundtrip_params_and_rebuild(tmp_path):
     calls = []
     def build(): calls.append(1); return {"a": np.arange(4.0), "s": np.array(["x", "yy"])}
-    out = gd.cached(tmp_path, "t", {"p": 1}, build)
+    gd.cached(tmp_path, "t", {"p": 1}, build)
     assert gd.cached(tmp_path, "t", {"p": 1}, build)["s"].tolist() == ["x", "yy"] and len(calls) == 1
     gd.cached(tmp_path, "t", {"p": 2}, build); assert len(calls) == 2
     gd.cached(tmp_path, "t", {"p": 1}, build, force_refresh=True); assert len(calls) == 3

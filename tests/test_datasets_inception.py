@@ -19,7 +19,7 @@ def feats(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name,k", [("dogfish", 2), ("animals", 10)])
 def test_end_to_end(feats, tmp_path, name, k):
     d = gd.load_dataset(name, data_dir=tmp_path / "data")
-    (xtr, ytr), (xte, yte) = feats[name]["train"], feats[name]["test"]
+    (xtr, ytr), (xte, _yte) = feats[name]["train"], feats[name]["test"]
     assert d.validation is None and d.num_classes == k and d.train.num_features == 2048
     assert np.array_equal(d.train.x, xtr) and np.array_equal(d.test.x, xte)
     assert d.train.labels.dtype == np.int64 and d.train.labels.tolist() == ytr.astype(int).tolist()

@@ -19,7 +19,7 @@ def idx(tmp_path, monkeypatch):
 
 def test_mnist_end_to_end(idx, tmp_path):
     d = gd.load_dataset("mnist", data_dir=tmp_path / "data", validation_size=8)
-    (xi, yi), (xt, yt) = idx["train"], idx["t10k"]
+    (xi, yi), (_xt, yt) = idx["train"], idx["t10k"]
     assert (d.train.num_examples, d.validation.num_examples, d.test.num_examples, d.train.num_features) == (32, 8, 12, 784)
     assert d.validation.x.tolist() == (xi[:8].reshape(8, -1) / 255).tolist()
     assert d.train.x.tolist() == (xi[8:].reshape(32, -1) / 255).tolist()

@@ -75,6 +75,8 @@ CALLS = {
     "cholesky_or_raise": lambda p: H.cholesky_or_raise(np.eye(3)), "solve": lambda p: H.solve(np.eye(3), np.ones((3, 1))),
     "pcg": lambda p: H.pcg(lambda V, c: V, np.ones((3, 2))),
     "kfac_affordable": lambda p: H.kfac_affordable(p["lay"]),
+    "kfac_build_ops": lambda p: H.kfac_build_ops(p["lay"], p["X"]),
+    "hvp_ops": lambda p: H.hvp_ops(p["lay"], p["X"]),
     "KFACPreconditioner": lambda p: H.KFACPreconditioner(p["lay"], p["X"], p["probs"], p["s"])(np.ones((6, 1)), 0.6),
     "JacobiPreconditioner": lambda p: H.JacobiPreconditioner(p["lay"], p["X"], p["probs"], p["s"])(np.ones((6, 1)), 0.6),
     "GroupRows": lambda p: H.GroupRows(p["lay"], p["X"], p["probs"], [1, 2], [1.0, 1.0]).dense(),

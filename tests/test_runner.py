@@ -1,5 +1,5 @@
 """The experiment runner in one process: result files, the task cache, phases, invalidation, locks, executors."""
-import argparse, json, logging, os, sys, threading, time, zipfile
+import argparse, json, logging, os, sys, threading, zipfile
 from pathlib import Path
 
 import cloudpickle

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from groupinf.runner import ResultsFileError, is_temp_file, load_results, read_results
+from groupinf.runner import is_temp_file, load_results, read_results
 
 TOY = textwrap.dedent('''
     import argparse, json, logging, multiprocessing, os, re, sys, time
