@@ -135,11 +135,16 @@ def third_derivative(layout: Layout, # the parameter layout
                      probs, # probabilities at θ (n × 1 × R)
                      s, # sample weights (n,)
                      U, # first directions as columns (P × m)
-                     V): # second directions as columns (P × m), paired with U's
+                     V, # second directions as columns (P × m), paired with U's
+                     max_memory: float = DEFAULT_MAX_MEMORY): # bytes: columns go in batches whose intermediates fit
     "Column-wise contractions `Σ_i s_i ∇³ℓ_i[u_j, v_j, ·]` (P × m)."
     x = as_features(x)
     U, V = as_columns(U, x.dtype), as_columns(V, x.dtype)
     if U.shape != V.shape: raise ValueError(f"U and V must have the same shape; got {U.shape} and {V.shape}")
+    bs = batch_size_for(max_memory, 10 * x.n * layout.num_rows * x.dtype.size)  # a, b and the products, n × R each
+    if U.shape[1] > bs:
+        return tf.concat([third_derivative(layout, x, probs, s, U[:, i:i + bs], V[:, i:i + bs], max_memory)
+                          for i in range(0, U.shape[1], bs)], 1)
     a, b = logits_direction(layout, x, U), logits_direction(layout, x, V)
     q = as_tensor(probs, x.dtype)
     if layout.binary: t = q * (1 - q) * (1 - 2 * q) * a * b

@@ -17,7 +17,7 @@ from .model import LogisticRegression, newton_columns, SystemSteps
 from .groups import group_indicator
 
 # %% auto #0
-__all__ = ['ESTIMATORS', 'Target', 'GroupInfluence', 'Retrained']
+__all__ = ['SECOND_ORDER_KINDS', 'ESTIMATORS', 'Target', 'GroupInfluence', 'Retrained']
 
 # %% ../nbs/04_influence.ipynb #01d3f9fc
 @dataclass
@@ -266,16 +266,31 @@ def group_hvp(self: GroupInfluence, groups, V):
     S = self.indicator(groups).T.toarray()  # n × G
     return self.system.hvp(V, S=S, l2_reg=0.0)
 
+SECOND_ORDER_KINDS = ("basu", "neumann2", "exact")
+
+@patch
+def group_weight_shares(self: GroupInfluence, groups):
+    "Each group's share `p = Σ_U s_i / Σ_i s_i` of the training weight (G,)."
+    s = np.asarray(self.s, dtype=np.float64)
+    return np.array([s[np.asarray(g, dtype=np.int64)].sum() for g in groups]) / s.sum()
+
 @patch
 def second_order_params(self: GroupInfluence,
                         groups, # list of index arrays
-                        exact: bool = False, # include the third-derivative term (the exact expansion)
+                        kind: str = "basu", # 'basu' (Basu et al.), 'neumann2' (two Neumann terms) or 'exact' (with T)
                         first_order=None): # precomputed first-order parameter changes (G × P), if any
-    "Second-order parameter changes: Basu et al.'s (`exact=False`) or the exact expansion (G × P)."
+    "Second-order parameter changes of every group (G × P): Basu et al.'s, the two-term Neumann series, or the exact expansion."
+    if kind not in SECOND_ORDER_KINDS: raise ValueError(f"kind must be one of {SECOND_ORDER_KINDS}, got {kind!r}")
+    p = self.group_weight_shares(groups)
+    if kind == "basu" and np.any(p >= 1):
+        raise ValueError(f"Basu et al.'s estimator needs groups that leave some training weight (p < 1); group "
+                         f"{int(np.argmax(p >= 1))} holds all of it")
     D1 = self.first_order_params(groups) if first_order is None else np.asarray(first_order)
     corr = self.group_hvp(groups, D1.T)
-    if exact: corr -= 0.5 * third_derivative(self.layout, self.x, self.system.probs, self.s, D1.T, D1.T)
-    return D1 + tf.transpose(self.inverse_hvp(corr)).numpy()
+    if kind == "exact": corr -= 0.5 * third_derivative(self.layout, self.x, self.system.probs, self.s, D1.T, D1.T, self.max_memory)
+    D2 = tf.transpose(self.inverse_hvp(corr)).numpy()
+    if kind != "basu": return D1 + D2
+    return ((1 - 2 * p) / (1 - p) ** 2)[:, None] * D1 + (1 / (1 - p) ** 2)[:, None] * D2
 
 @patch
 def _target_hessian_forms(self: GroupInfluence, dparams, target: Target):
@@ -389,7 +404,8 @@ def param_change_norms(self: GroupInfluence, dparams):
     return np.linalg.norm(D, axis=1), np.sqrt(np.maximum(np.einsum("gp,pg->g", D, HD), 0))
 
 # %% ../nbs/04_influence.ipynb #5a50faaa
-ESTIMATORS = ("pred", "newton", "pparam", "nparam", "second_order", "second_order_exact", "actual")
+ESTIMATORS = ("pred", "newton", "pparam", "nparam", "second_order", "neumann2", "second_order_exact", "actual")
+_SECOND_ORDER = {"second_order": "basu", "neumann2": "neumann2", "second_order_exact": "exact"}  # estimator -> kind
 
 @patch
 def influence(self: GroupInfluence,
@@ -409,11 +425,10 @@ def influence(self: GroupInfluence,
 @patch
 def _influence(self: GroupInfluence, groups, targets, estimators, self_kinds):
     out, need = {}, set(estimators)
-    D1 = self.first_order_params(groups) if need & {"pred", "pparam", "second_order", "second_order_exact"} else None
+    D1 = self.first_order_params(groups) if need & ({"pred", "pparam"} | set(_SECOND_ORDER)) else None
     DN = self.newton_params(groups) if need & {"newton", "nparam"} else None
     dparams = {"pred": D1, "pparam": D1, "newton": DN, "nparam": DN}
-    if "second_order" in need: dparams["second_order"] = self.second_order_params(groups, False, D1)
-    if "second_order_exact" in need: dparams["second_order_exact"] = self.second_order_params(groups, True, D1)
+    for est in need & set(_SECOND_ORDER): dparams[est] = self.second_order_params(groups, _SECOND_ORDER[est], D1)
     if "actual" in need:
         r = self.retrain(groups)
         dparams["actual"] = r.dparams
@@ -423,12 +438,12 @@ def _influence(self: GroupInfluence, groups, targets, estimators, self_kinds):
         out[f"{est}_dparam"] = D
         for name, t in targets.items():
             if est == "pred": out[f"{name}_{est}"] = self.first_order(groups, t)
-            elif est in ("newton", "second_order"): out[f"{name}_{est}"] = self.linear_effects(D, t)
+            elif est in ("newton", "second_order", "neumann2"): out[f"{name}_{est}"] = self.linear_effects(D, t)
             elif est == "second_order_exact": out[f"{name}_{est}"] = self.quadratic_effects(D, D1, t)
             else: out[f"{name}_{est}"] = self.plugin_effects(D, t)
         for kind in self_kinds:
             key = f"self_{kind}_{est}"
-            if est in ("pred", "newton", "second_order"): out[key] = self.self_linear_effects(groups, D, kind)
+            if est in ("pred", "newton", "second_order", "neumann2"): out[key] = self.self_linear_effects(groups, D, kind)
             elif est == "second_order_exact": out[key] = self.self_quadratic_effects(groups, D, D1, kind)
             else: out[key] = self.self_plugin_effects(groups, D, kind)
     return out

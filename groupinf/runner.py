@@ -981,10 +981,14 @@ def _run_phase(exp, spec, forced: str | None):
                               peak_rss_gb=round(peak_rss_bytes() / 1e9, 3), keys=" ".join(results)))
 
 def peak_rss_bytes() -> int:
-    "The largest resident set this process has had so far, in bytes (Linux `ru_maxrss` is in kilobytes)."
+    "The largest resident set of this process's own program so far, in bytes (not its parent's, on Linux)."
     import resource, sys
+    try:  # VmHWM belongs to the address space, which `exec` replaces; `ru_maxrss` keeps the forked parent's size
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError): pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # kilobytes on Linux, bytes on macOS
 
 # %% ../nbs/06_runner.ipynb #feecbf7e
 def _finish_run(exp):

@@ -400,9 +400,9 @@ def _pparam(self: SubsetInfluence):
 def _second_order(self: SubsetInfluence):
     e, g, t = self.engine, self.groups, self.fixed_targets()
     D1 = self.R["subset_pred_dparam"]
-    DB = e.second_order_params(g, exact=False, first_order=D1)
-    D2 = e.second_order_params(g, exact=True, first_order=D1)
-    out = self.effects("second_order", DB, True)
+    D2 = e.second_order_params(g, "exact", first_order=D1)
+    out = self.effects("second_order", e.second_order_params(g, "basu", first_order=D1), True)
+    out.update(self.effects("neumann2", e.second_order_params(g, "neumann2", first_order=D1), True))
     out["subset_fixed_test_second_order_exact_infl"] = e.quadratic_effects(D2, D1, t["fixed_test"])
     out["subset_self_second_order_exact_infl"] = e.self_quadratic_effects(g, D2, D1, "loss")
     if self.binary:
@@ -420,7 +420,7 @@ SubsetInfluence.phases = _collect_phases(SubsetInfluence)  # register the phases
 # %% ../../nbs/10_subset_influence.ipynb #eaf812b0
 ESTIMATOR_LABELS = {"pred": "first-order influence", "newton": "Newton (linear)", "pparam": "first-order params",
                     "nparam": "Newton params", "second_order": "second-order (Basu et al.)",
-                    "second_order_exact": "second-order expansion"}
+                    "neumann2": "two-term Neumann series", "second_order_exact": "second-order expansion"}
 
 def _target_series(R, binary):
     "(target label, key template) pairs: fixed test loss/margin per test point, self-loss/margin."
