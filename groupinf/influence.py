@@ -271,8 +271,30 @@ SECOND_ORDER_KINDS = ("basu", "neumann2", "exact")
 @patch
 def group_weight_shares(self: GroupInfluence, groups):
     "Each group's share `p = Σ_U s_i / Σ_i s_i` of the training weight (G,)."
-    s = np.asarray(self.s, dtype=np.float64)
-    return np.array([s[np.asarray(g, dtype=np.int64)].sum() for g in groups]) / s.sum()
+    return np.asarray(self._indicator_csc(groups).sum(1)).ravel() / float(tf.reduce_sum(self.s))
+
+@patch
+def second_order_params_all(self: GroupInfluence,
+                            groups, # list of index arrays
+                            kinds=SECOND_ORDER_KINDS, # any of 'basu', 'neumann2', 'exact'
+                            first_order=None): # precomputed first-order parameter changes (G × P), if any
+    "Second-order parameter changes of every group for each kind (kind -> G × P), sharing `H⁻¹H_U Δθ¹` and one solve."
+    bad = [k for k in kinds if k not in SECOND_ORDER_KINDS]
+    if bad: raise ValueError(f"kind must be one of {SECOND_ORDER_KINDS}, got {bad[0]!r}")
+    p = self.group_weight_shares(groups)
+    if "basu" in kinds and np.any(p >= 1):
+        raise ValueError(f"Basu et al.'s estimator needs groups that leave some training weight (p < 1); group "
+                         f"{int(np.argmax(p >= 1))} holds all of it")
+    D1 = self.first_order_params(groups) if first_order is None else np.asarray(first_order)
+    rhs = [self.group_hvp(groups, D1.T)]  # H_U Δθ¹, and with 'exact' the third-derivative term T[Δθ¹, Δθ¹]
+    if "exact" in kinds: rhs.append(third_derivative(self.layout, self.x, self.system.probs, self.s, D1.T, D1.T, self.max_memory))
+    sol = tf.transpose(self.inverse_hvp(tf.concat(rhs, 1))).numpy()
+    D2 = sol[:len(D1)]  # H⁻¹H_U Δθ¹
+    out = {}
+    if "basu" in kinds: out["basu"] = ((1 - 2 * p) / (1 - p) ** 2)[:, None] * D1 + (1 / (1 - p) ** 2)[:, None] * D2
+    if "neumann2" in kinds: out["neumann2"] = D1 + D2
+    if "exact" in kinds: out["exact"] = D1 + D2 - 0.5 * sol[len(D1):]
+    return out
 
 @patch
 def second_order_params(self: GroupInfluence,
@@ -280,17 +302,7 @@ def second_order_params(self: GroupInfluence,
                         kind: str = "basu", # 'basu' (Basu et al.), 'neumann2' (two Neumann terms) or 'exact' (with T)
                         first_order=None): # precomputed first-order parameter changes (G × P), if any
     "Second-order parameter changes of every group (G × P): Basu et al.'s, the two-term Neumann series, or the exact expansion."
-    if kind not in SECOND_ORDER_KINDS: raise ValueError(f"kind must be one of {SECOND_ORDER_KINDS}, got {kind!r}")
-    p = self.group_weight_shares(groups)
-    if kind == "basu" and np.any(p >= 1):
-        raise ValueError(f"Basu et al.'s estimator needs groups that leave some training weight (p < 1); group "
-                         f"{int(np.argmax(p >= 1))} holds all of it")
-    D1 = self.first_order_params(groups) if first_order is None else np.asarray(first_order)
-    corr = self.group_hvp(groups, D1.T)
-    if kind == "exact": corr -= 0.5 * third_derivative(self.layout, self.x, self.system.probs, self.s, D1.T, D1.T, self.max_memory)
-    D2 = tf.transpose(self.inverse_hvp(corr)).numpy()
-    if kind != "basu": return D1 + D2
-    return ((1 - 2 * p) / (1 - p) ** 2)[:, None] * D1 + (1 / (1 - p) ** 2)[:, None] * D2
+    return self.second_order_params_all(groups, (kind,), first_order)[kind]
 
 @patch
 def _target_hessian_forms(self: GroupInfluence, dparams, target: Target):
@@ -428,7 +440,10 @@ def _influence(self: GroupInfluence, groups, targets, estimators, self_kinds):
     D1 = self.first_order_params(groups) if need & ({"pred", "pparam"} | set(_SECOND_ORDER)) else None
     DN = self.newton_params(groups) if need & {"newton", "nparam"} else None
     dparams = {"pred": D1, "pparam": D1, "newton": DN, "nparam": DN}
-    for est in need & set(_SECOND_ORDER): dparams[est] = self.second_order_params(groups, _SECOND_ORDER[est], D1)
+    second = [est for est in estimators if est in _SECOND_ORDER]
+    if second:
+        by_kind = self.second_order_params_all(groups, [_SECOND_ORDER[est] for est in second], D1)
+        dparams.update({est: by_kind[_SECOND_ORDER[est]] for est in second})
     if "actual" in need:
         r = self.retrain(groups)
         dparams["actual"] = r.dparams

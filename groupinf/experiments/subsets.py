@@ -400,9 +400,10 @@ def _pparam(self: SubsetInfluence):
 def _second_order(self: SubsetInfluence):
     e, g, t = self.engine, self.groups, self.fixed_targets()
     D1 = self.R["subset_pred_dparam"]
-    D2 = e.second_order_params(g, "exact", first_order=D1)
-    out = self.effects("second_order", e.second_order_params(g, "basu", first_order=D1), True)
-    out.update(self.effects("neumann2", e.second_order_params(g, "neumann2", first_order=D1), True))
+    S = e.second_order_params_all(g, first_order=D1)
+    D2 = S["exact"]
+    out = self.effects("second_order", S["basu"], True)
+    out.update(self.effects("neumann2", S["neumann2"], True))
     out["subset_fixed_test_second_order_exact_infl"] = e.quadratic_effects(D2, D1, t["fixed_test"])
     out["subset_self_second_order_exact_infl"] = e.self_quadratic_effects(g, D2, D1, "loss")
     if self.binary:
