@@ -4,12 +4,12 @@
 
 # %% ../nbs/08_cli.ipynb #7d184fd3
 from __future__ import annotations
-import argparse, os, sys, time
+import argparse, contextlib, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 # %% auto #0
-__all__ = ['demo', 'CLIError', 'build_parser', 'main']
+__all__ = ['MAX_NUM_SUBSETS', 'MAX_REL_REG', 'demo', 'CLIError', 'build_parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #e8c73a44
 def demo(dataset: str = "breast_cancer", # an embedded dataset id
@@ -61,6 +61,33 @@ def _group_sizes(s):
     if any(v <= 0 for v in vals): raise argparse.ArgumentTypeError(f"group sizes must be positive, got {s!r}")
     return vals
 
+MAX_NUM_SUBSETS, MAX_REL_REG = 100_000, 1e6   # the paper: 100 sizes per type; λ/n beyond 1e6 leaves only the intercept
+
+def _number(s, kind=float):
+    try: v = kind(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, got {s!r}") from None
+    if kind is float and not np.isfinite(v): raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    return v
+
+def _in_range(kind, lo, hi, what, lo_open=False):
+    def parse(s):
+        v = _number(s, kind)
+        if not ((lo < v) if lo_open else (lo <= v)) or v > hi:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
+        return v
+    return parse
+
+_seed = _in_range(int, 0, 2**32 - 1, "a seed from 0 to 2**32 - 1")
+_fraction = _in_range(float, 0.0, 1.0, "a fraction of the training set in (0, 1]", lo_open=True)
+_num_subsets = _in_range(int, 1, MAX_NUM_SUBSETS, f"a number of group sizes from 1 to {MAX_NUM_SUBSETS:,}")
+_rel_reg = _in_range(float, 0.0, MAX_REL_REG, f"a regularisation λ/n in (0, {MAX_REL_REG:g}]", lo_open=True)
+_bytes = _in_range(float, 0.0, 2.0**60, "a positive number of bytes", lo_open=True)
+
+def _fixed_test(s):
+    from groupinf.groups import parse_fixed_test
+    try: return parse_fixed_test(s)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+
 # Commands whose parsers live in modules that import TensorFlow: name -> (one-line help, module, parser, runner).
 # Only the command being run is imported; the others are listed by name and help.
 _LAZY_COMMANDS = {
@@ -103,21 +130,25 @@ def _add_run_parser(sub, selected=None):
                         "Without --dataset-id it runs on the embedded breast_cancer data in about a minute.")
     p.add_argument("--dataset-id", default="breast_cancer", help="dataset id (default: %(default)s; see `groupinf datasets list`)")
     p.add_argument("--data-dir", default=None, help="data directory for downloaded datasets")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of the group samplers (default: %(default)s)")
+    p.add_argument("--subset-seed", type=_seed, default=0, help="seed of the group samplers, 0 to 2**32 - 1 (default: %(default)s)")
     p.add_argument("--subset-choice-type", choices=("range", "types"), default="range", help="group sizes spread over a range, or one size (default: %(default)s)")
-    p.add_argument("--subset-rel-size", type=float, default=0.1, help="group size for 'types', as a fraction of n (default: %(default)s)")
-    p.add_argument("--subset-min-rel-size", type=float, default=0.0025, help="smallest group for 'range' (default: %(default)s)")
-    p.add_argument("--subset-max-rel-size", type=float, default=0.25, help="largest group for 'range' (default: %(default)s)")
-    p.add_argument("--num-subsets", type=int, default=5, help="sizes per group type; the paper uses 100 (default: %(default)s)")
-    p.add_argument("--fixed-reg", type=float, default=None, help="use this λ/n instead of cross-validation")
+    p.add_argument("--subset-rel-size", type=_fraction, default=0.1, help="group size for 'types', as a fraction of n in (0, 1] (default: %(default)s)")
+    p.add_argument("--subset-min-rel-size", type=_fraction, default=0.0025, help="smallest group for 'range', in (0, 1] (default: %(default)s)")
+    p.add_argument("--subset-max-rel-size", type=_fraction, default=0.25, help="largest group for 'range', in (0, 1] (default: %(default)s)")
+    p.add_argument("--num-subsets", type=_num_subsets, default=5, help=f"sizes per group type, 1 to {MAX_NUM_SUBSETS:,}; the paper uses 100 (default: %(default)s)")
+    p.add_argument("--fixed-reg", type=_rel_reg, default=None, help=f"use this λ/n, in (0, {MAX_REL_REG:g}], instead of cross-validation")
     p.add_argument("--inverse-hvp-method", choices=("auto", "primal", "dual", "matrix-free", "explicit", "cg"), default="auto",
                    help="how H⁻¹ is applied: chosen from the data's shape and --max-memory (auto), or forced; "
                         "'explicit' and 'cg' are the original's names for primal and matrix-free (default: %(default)s)")
     p.add_argument("--inverse-vp-method", choices=("cholesky", "lu", "cholesky_lu"), default="cholesky_lu",
                    help="accepted for compatibility: explicit solves always use Cholesky with a clear error when H is not positive definite")
-    p.add_argument("--max-memory", type=float, default=4e9, help="bytes the numerical core may use: it decides the strategy "
+    p.add_argument("--max-memory", type=_bytes, default=4e9, help="bytes the numerical core may use: it decides the strategy "
                    "and the batch sizes (default: %(default)g)")
     p.add_argument("--skip-hessian-spectrum", action="store_true", help="skip the eigenvalues of H⁻¹H_U")
+    p.add_argument("--fixed-test", type=_fixed_test, default="auto", metavar="{auto,frozen,rule,I,J,K...}",
+                   help="the fixed test points: the paper's frozen list when the data is the paper's copy, else the "
+                        "original's rule (auto); the frozen list; the rule (3 highest-loss points and 3 seeded draws); "
+                        "or explicit test indices (default: %(default)s)")
     p.add_argument("--tag", default=None, help="suffix of the run id")
     add_executor_arguments(p)
     _add_commands(rsub, _EXPERIMENT_COMMANDS, selected)
@@ -128,7 +159,8 @@ def _run_subsets(args):
     configure_logging("INFO")
     cfg = subsets_config(args.dataset_id, args.data_dir, args.subset_seed, args.subset_choice_type, args.subset_rel_size,
                          args.subset_min_rel_size, args.subset_max_rel_size, args.num_subsets, args.fixed_reg,
-                         args.inverse_hvp_method, args.max_memory, args.skip_hessian_spectrum, args.tag)
+                         args.inverse_hvp_method, args.max_memory, args.skip_hessian_spectrum, args.tag,
+                         fixed_test=args.fixed_test)
     t0 = time.time()
     with executor_from_args(args) as ex:
         exp = SubsetInfluence(cfg, out_dir=out_dir_from_args(args), executor=ex)
@@ -143,6 +175,7 @@ def _run_subsets(args):
         print("\nphases (seconds; peak resident memory of this process so far, GB):")
         print(phases.to_string(index=False))
     resolved = exp.resolved_settings()
+    print(f"\nfixed test points {[int(i) for i in R['fixed_test']]}: {resolved.get('fixed_test_reason', '?')}")
     print(f"\nfit: {resolved.get('initial_fit_solver', '?')}; Hessian: {resolved.get('hessian_strategy', '?')} "
           f"({resolved.get('hessian_strategy_reason', '')})")
     print(f"{len(exp.groups)} groups on {args.dataset_id}, λ = {float(R['cv_l2_reg']):.4g}, {time.time() - t0:.0f} s. "
@@ -178,6 +211,8 @@ def build_parser(argv=None # the arguments to be parsed: only the parsers they n
     f = dsub.add_parser("fetch", help="download and verify one dataset into the data directory")
     f.add_argument("dataset_id", help="dataset id (see `groupinf datasets list`)")
     f.add_argument("--data-dir", default=None, help="data directory (default: $GROUPINF_DATA_DIR or ~/.groupinf/data)")
+    from groupinf.runner import add_verify_argument
+    add_verify_argument(f)
     return p
 
 # %% ../nbs/08_cli.ipynb #7947e35d
@@ -189,8 +224,10 @@ def _run_datasets(args):
             print(data.list_datasets().to_string(index=False))
     else:
         paths = data.fetch_dataset(args.dataset_id, data_dir=args.data_dir)
+        checks = [data.verification_status(f, args.data_dir) for f in data.dataset_info(args.dataset_id).files]
         print(f"{args.dataset_id}: embedded, nothing to fetch" if not paths else
-              f"{args.dataset_id}: ready ({len(paths)} file(s)):\n" + "\n".join(f"  {p}" for p in paths))
+              f"{args.dataset_id}: ready ({len(paths)} file(s)):\n" + "\n".join(f"  {p}" for p in paths) +
+              "\nchecked:\n" + "\n".join(f"  {c}" for c in checks))
 
 def _run(args):
     if args.command == "demo":
@@ -200,11 +237,35 @@ def _run(args):
     elif args.command == "run": _lazy(_EXPERIMENT_COMMANDS[args.experiment], 3)(args)
     else: _lazy(_LAZY_COMMANDS[args.command], 3)(args)
 
+@contextlib.contextmanager
+def _verification_from_args(args):
+    "With --no-verify, `GROUPINF_VERIFY=0` while the command runs (worker processes inherit it), restored afterwards."
+    if not getattr(args, "no_verify", False):
+        yield; return
+    import warnings
+    from groupinf.data import UnverifiedDataWarning
+    shown = warnings.showwarning
+    def one_line(message, category, *a, **k):   # each unverified file as one line, not a source excerpt
+        if issubclass(category, UnverifiedDataWarning): print(f"groupinf: warning: {message}", file=sys.stderr)
+        else: shown(message, category, *a, **k)
+    saved = os.environ.get("GROUPINF_VERIFY")
+    os.environ["GROUPINF_VERIFY"], warnings.showwarning = "0", one_line
+    try: yield
+    finally:
+        warnings.showwarning = shown
+        if saved is None: os.environ.pop("GROUPINF_VERIFY", None)
+        else: os.environ["GROUPINF_VERIFY"] = saved
+
 def main(argv=None) -> int:
     "Entry point of the `groupinf` command; returns the exit status."
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
-    try: _run(args)
+    try:
+        with _verification_from_args(args): _run(args)
+    except KeyboardInterrupt:
+        print("groupinf: interrupted; run the same command again to resume where it stopped (finished phases and "
+              "tasks are kept)", file=sys.stderr)
+        return 130
     except (CLIError, ValueError, RuntimeError, OSError, LookupError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"groupinf: error: {msg}", file=sys.stderr)

@@ -4,20 +4,23 @@
 
 # %% ../nbs/00_data.ipynb #5b5ff671
 from __future__ import annotations
-import hashlib, http.client, importlib, io, json, os, pickle, re, shutil, socket, sys, tarfile, uuid, warnings, zipfile, zlib
+import errno, hashlib, http.client, importlib, io, json, lzma, os, pickle, re, shutil, socket, sys, tarfile, uuid, warnings, zipfile, zlib
 import urllib.error, urllib.request
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 import numpy as np
 
 # %% auto #0
-__all__ = ['DataError', 'DataUnavailableError', 'ChecksumError', 'UnsafeArchiveError', 'DataSet', 'Datasets', 'default_data_dir',
-           'resolve_data_dir', 'dataset_dir', 'RemoteFile', 'file_hashes', 'download', 'safe_extract',
-           'extract_archive', 'ensure_remote', 'cache_path', 'save_npz_atomic', 'save_cache', 'load_cache', 'cached',
-           'source_fingerprint', 'csr_to_arrays', 'csr_from_arrays', 'restricted_loads', 'load_npz_untrusted',
-           'DatasetInfo', 'register_dataset', 'register_supplement', 'load_dataset', 'load_supplement', 'dataset_info',
-           'list_datasets', 'list_supplements', 'fetch_dataset']
+__all__ = ['MAX_EXPANSION', 'DataError', 'DataUnavailableError', 'ChecksumError', 'UnsafeArchiveError', 'UnverifiedDataWarning',
+           'DataSet', 'Datasets', 'default_data_dir', 'resolve_data_dir', 'dataset_dir', 'RemoteFile', 'file_hashes',
+           'verification_enabled', 'verification', 'stamp_path', 'file_digests', 'verify_file', 'download',
+           'safe_extract', 'extract_archive', 'ensure_remote', 'verification_status', 'cache_path', 'save_npz_atomic',
+           'save_cache', 'load_cache', 'cached', 'source_fingerprint', 'csr_to_arrays', 'csr_from_arrays',
+           'restricted_loads', 'load_npz_untrusted', 'DatasetInfo', 'register_dataset', 'register_supplement',
+           'load_dataset', 'load_supplement', 'dataset_info', 'list_datasets', 'list_supplements', 'fetch_dataset']
 
 # %% ../nbs/00_data.ipynb #93b27ad7
 class DataError(ValueError):
@@ -27,10 +30,13 @@ class DataUnavailableError(DataError):
     "A file a dataset needs is missing and could not be downloaded."
 
 class ChecksumError(DataError):
-    "A downloaded file does not match its pinned checksum."
+    "A file does not match its pinned checksum (a download, or a file already in the data directory)."
 
 class UnsafeArchiveError(DataError):
     "An archive member would be written outside the extraction directory."
+
+class UnverifiedDataWarning(UserWarning):
+    "A file with a pinned checksum is used without checking it, because verification was turned off."
 
 # %% ../nbs/00_data.ipynb #3c3ca7d3
 def _is_sparse(x): return hasattr(x, "tocsr") and hasattr(x, "nnz")
@@ -176,6 +182,97 @@ def file_hashes(path) -> dict:
         for chunk in iter(lambda: f.read(1 << 20), b""): md5.update(chunk); sha.update(chunk)
     return {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
 
+# %% ../nbs/00_data.ipynb #0c828e50
+_VERIFY: ContextVar[bool | None] = ContextVar("groupinf_verify", default=None)
+
+def verification_enabled() -> bool:
+    "Whether pinned checksums are checked: the innermost `verification(...)` block, else `$GROUPINF_VERIFY` (default on)."
+    if (v := _VERIFY.get()) is not None: return v
+    env = os.environ.get("GROUPINF_VERIFY", "1").strip().lower()
+    if env in ("1", "true", "yes", "on", ""): return True
+    if env in ("0", "false", "no", "off"): return False
+    raise DataError(f"GROUPINF_VERIFY must be 1 (check pinned checksums) or 0 (do not), got {env!r}")
+
+@contextmanager
+def verification(enabled: bool | None # True: check pinned checksums; False: skip them with a warning; None: `$GROUPINF_VERIFY`
+                ):
+    "Within the block, check files against their pinned checksums or not."
+    token = _VERIFY.set(enabled)
+    try: yield
+    finally: _VERIFY.reset(token)
+
+def stamp_path(path # a data file
+              ) -> Path:
+    "Where the digests of `path` are recorded: `.<name>.digests.json` beside it."
+    path = Path(path)
+    return path.with_name(f".{path.name}.digests.json")
+
+def _stamp_key(st) -> dict: return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+def _read_stamp(path: Path) -> dict:
+    try: s = json.loads(stamp_path(path).read_text())
+    except (OSError, ValueError): return {}
+    return s if isinstance(s, dict) else {}
+
+def _write_stamp(path: Path, st, digests: dict, recorded: str | None = None):
+    "Record `digests` of `path` as it was when `st` was taken (skipped when the directory is read-only)."
+    stamp = stamp_path(path)
+    recorded = recorded or _read_stamp(path).get("recorded_sha256")      # the digest seen at download is kept
+    tmp = stamp.with_name(f"{stamp.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps({**_stamp_key(st), **digests, **({"recorded_sha256": recorded} if recorded else {})}))
+        os.replace(tmp, stamp)
+    except OSError: pass
+    finally: tmp.unlink(missing_ok=True)
+
+def file_digests(path # a data file
+                ) -> dict:
+    "{'md5': ..., 'sha256': ...} of `path`: from its stamp while its size and mtime are unchanged, else hashed and stamped."
+    path = Path(path)
+    st, s = path.stat(), _read_stamp(path)
+    if {k: s.get(k) for k in ("size", "mtime_ns")} == _stamp_key(st) and all(isinstance(s.get(k), str) for k in ("md5", "sha256")):
+        return {"md5": s["md5"], "sha256": s["sha256"]}
+    digests = file_hashes(path)
+    if _stamp_key(path.stat()) == _stamp_key(st): _write_stamp(path, st, digests)   # unchanged while it was read
+    return digests
+
+def _mismatch_message(path, remote: RemoteFile, kind: str, have: str) -> str:
+    where = " or ".join(remote.urls)
+    return (f"{path} is not the file groupinf expects: its {kind} is {have}, the pinned {kind} is {remote.checksum[1]}. "
+            f"The right file comes from {where}. Move or delete this file and groupinf downloads the right one; to use "
+            f"it anyway (a variant you chose), pass verify=False to load_dataset, --no-verify to groupinf, or set "
+            f"GROUPINF_VERIFY=0")
+
+def _verify_recorded(path: Path, remote: RemoteFile) -> Path:
+    "A file with no published checksum: compared with the SHA-256 recorded when groupinf downloaded it, if it did."
+    recorded = _read_stamp(path).get("recorded_sha256")
+    if recorded is None: return path                                    # placed by hand: nothing to compare with
+    if not verification_enabled():
+        warnings.warn(f"{path} is used without comparing it with the SHA-256 recorded at its download (verification "
+                      f"is turned off)", UnverifiedDataWarning, stacklevel=3)
+        return path
+    have = file_digests(path)["sha256"]
+    if have != recorded:
+        raise ChecksumError(f"{path} changed since groupinf downloaded it: its sha256 is {have}, the one recorded at the "
+                            f"download is {recorded} (its source publishes no checksum). Move or delete it and groupinf "
+                            f"downloads it again from {remote.url}; to use it anyway, pass verify=False to load_dataset, "
+                            f"--no-verify to groupinf, or set GROUPINF_VERIFY=0")
+    return path
+
+def verify_file(path, # a file under the data directory
+                remote: RemoteFile # what it should be
+               ) -> Path:
+    "`path` once its digest matches the pinned checksum, or the one recorded when it was downloaded; unchecked files warn."
+    if remote.checksum is None: return _verify_recorded(Path(path), remote)
+    kind, want = remote.checksum
+    if not verification_enabled():
+        warnings.warn(f"{path} is used without checking its pinned {kind} (verification is turned off)",
+                      UnverifiedDataWarning, stacklevel=2)
+        return Path(path)
+    have = file_digests(path)[kind]
+    if have.lower() != want.lower(): raise ChecksumError(_mismatch_message(path, remote, kind, have))
+    return Path(path)
+
 # %% ../nbs/00_data.ipynb #b66a41b5
 def _fetch_to(url, dest: Path, remote: RemoteFile, timeout):
     "Stream `url` into a temporary file next to `dest`, check length and checksum, then rename it to `dest`."
@@ -200,6 +297,11 @@ def _fetch_to(url, dest: Path, remote: RemoteFile, timeout):
                 raise ChecksumError(f"checksum mismatch for {url}: expected {kind} {want}, got {have}; "
                                     f"the bad download was deleted")
         os.replace(tmp, dest)
+        digests = {k: h.hexdigest() for k, h in hashes.items()}
+        _write_stamp(dest, dest.stat(), digests, recorded=digests["sha256"] if remote.checksum is None else None)
+        if remote.checksum is None:
+            print(f"{dest.name}: no checksum is published for it; recorded its SHA-256 {digests['sha256']}, and later "
+                  f"loads check the file against it", file=sys.stderr)
     finally:
         if tmp.exists(): tmp.unlink()
 
@@ -207,9 +309,9 @@ def download(remote: RemoteFile, # the file to obtain
              data_dir=None, # data directory, or None for the default
              timeout: float | None = None # seconds per network operation; default `$GROUPINF_DOWNLOAD_TIMEOUT` or 20
             ) -> Path:
-    "Path of `remote` under `data_dir`, downloading it (URL, then mirrors) only when it is not there yet."
+    "Path of `remote` under `data_dir`: a present file once verified, else downloaded (URL, then mirrors) and verified."
     dest = resolve_data_dir(data_dir) / remote.path
-    if dest.exists(): return dest
+    if dest.exists(): return verify_file(dest, remote)
     dest.parent.mkdir(parents=True, exist_ok=True)
     timeout = _download_timeout() if timeout is None else timeout
     failures, bad = [], None
@@ -227,51 +329,109 @@ def download(remote: RemoteFile, # the file to obtain
                                f"{'; '.join(failures)}. Download it yourself and place it at {dest}{alt}")
 
 # %% ../nbs/00_data.ipynb #b66f3f80
-def _within(path: Path, root: Path) -> bool:
-    path, root = os.path.realpath(path), os.path.realpath(root)
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+MAX_EXPANSION = 200  # an archive may extract to at most this multiple of its own size (and 1 MB more)
 
-def _check_member_name(name: str, archive, dest: Path):
-    "Reject absolute names, drive letters, `..` components and names resolving outside `dest`."
+def _check_member_name(name: str, archive) -> tuple:
+    "The parts of a member's relative path; absolute names, drive letters, `..` and empty names are refused."
     posix = name.replace("\\", "/")
     if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
         raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path; refusing to extract")
-    if ".." in PurePosixPath(posix).parts:
-        raise UnsafeArchiveError(f"{archive}: member {name!r} contains '..'; refusing to extract")
-    if not _within(dest / posix, dest):
-        raise UnsafeArchiveError(f"{archive}: member {name!r} resolves outside the target directory; refusing to extract")
+    parts = tuple(p for p in PurePosixPath(posix).parts if p not in ("", "."))
+    if ".." in parts: raise UnsafeArchiveError(f"{archive}: member {name!r} contains '..'; refusing to extract")
+    if not parts: raise UnsafeArchiveError(f"{archive}: member {name!r} has an empty name; refusing to extract")
+    return parts
 
-def _check_tar_member(m: tarfile.TarInfo, archive, dest: Path):
-    _check_member_name(m.name, archive, dest)
-    if m.issym() or m.islnk():
-        link = m.linkname.replace("\\", "/")
-        base = (dest / m.name).parent if m.issym() else dest
-        if link.startswith("/") or not _within(base / link, dest):
-            raise UnsafeArchiveError(f"{archive}: link {m.name!r} -> {m.linkname!r} points outside the target directory; refusing to extract")
-    elif not (m.isfile() or m.isdir()):
-        raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device or FIFO; refusing to extract")
+def _tar_kind(m: tarfile.TarInfo) -> str | None:
+    "What a tar member is when it is neither a regular file nor a directory."
+    if m.issym(): return f"a symbolic link (to {m.linkname!r})"
+    if m.islnk(): return f"a hard link (to {m.linkname!r})"
+    if m.ischr() or m.isblk(): return "a device file"
+    if m.isfifo(): return "a FIFO"
+    return None if (m.isfile() or m.isdir()) else f"of tar type {m.type!r}"
+
+def _members(archive: Path) -> tuple[str, list]:
+    "('zip' | 'tar', [(parts, is_dir, size, member)]) after checking every member: regular files and directories only."
+    def refuse(name, what):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} is {what}; archives with links or special files are "
+                                 f"refused (the datasets need none); refusing to extract")
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            out = []
+            for i in z.infolist():
+                mode = (i.external_attr >> 16) & 0o170000
+                if mode == 0o120000: refuse(i.filename, "a symbolic link")
+                if mode not in (0, 0o100000, 0o040000): refuse(i.filename, "a special file")
+                out.append((_check_member_name(i.filename, archive), i.is_dir(), i.file_size, i))
+            return "zip", out
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as t:
+            out = []
+            for m in t.getmembers():
+                if (what := _tar_kind(m)) is not None: refuse(m.name, what)
+                out.append((_check_member_name(m.name, archive), m.isdir(), m.size, m))
+            return "tar", out
+    raise DataError(f"{archive} is neither a zip nor a tar archive (a truncated or wrong download?); delete it and retry")
+
+def _check_compressed_stream(archive: Path):
+    "Read a gzip, bzip2 or xz file to its end, so that a failed checksum is found before anything is extracted."
+    import bz2, gzip
+    with open(archive, "rb") as f: head = f.read(6)
+    opener = gzip.open if head[:2] == b"\x1f\x8b" else bz2.open if head[:3] == b"BZh" else \
+        lzma.open if head == b"\xfd7zXZ\x00" else None
+    if opener is None: return
+    with opener(archive) as z:
+        while z.read(1 << 22): pass
+
+def _open_dir(parent_fd: int, name: str) -> int:
+    "A descriptor of the directory `name` inside `parent_fd`, created when missing; a link there is never followed."
+    try: os.mkdir(name, 0o755, dir_fd=parent_fd)
+    except FileExistsError: pass
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+
+def _write_member(root_fd: int, parts: tuple, is_dir: bool, source, budget: list):
+    "Create a directory or write a file at `parts` under `root_fd`, opening each component without following links."
+    fds = [os.dup(root_fd)]
+    try:
+        for p in parts[:-1] if not is_dir else parts: fds.append(_open_dir(fds[-1], p))
+        if is_dir: return
+        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fds[-1])
+        with os.fdopen(fd, "wb") as out, source() as src:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                budget[0] -= len(chunk)
+                if budget[0] < 0: raise _TooLarge()
+                out.write(chunk)
+    finally:
+        for fd in fds: os.close(fd)
+
+class _TooLarge(Exception):
+    "The extracted content passed its size limit."
 
 def safe_extract(archive, # path of a .zip or tar (optionally gz/bz2/xz) archive
                  dest # directory to extract into (created when missing)
                 ) -> Path:
-    "Extract `archive` into `dest` after checking that no member escapes `dest`."
+    "Extract the regular files and directories of `archive` into `dest`, refusing links, special files and escapes."
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            for info in z.infolist():
-                _check_member_name(info.filename, archive, dest)
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract")
-            z.extractall(dest)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            members = t.getmembers()
-            for m in members: _check_tar_member(m, archive, dest)
-            kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            t.extractall(dest, members=members, **kw)
-    else:
-        raise DataError(f"{archive} is neither a zip nor a tar archive (a truncated or wrong download?); delete it and retry")
+    kind, members = _members(archive)                      # everything is checked before anything is written
+    _check_compressed_stream(archive)
+    limit = MAX_EXPANSION * archive.stat().st_size + (1 << 20)
+    budget = [limit]
+    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        with (zipfile.ZipFile(archive) if kind == "zip" else tarfile.open(archive)) as a:
+            for parts, is_dir, _, m in members:
+                source = (lambda m=m: a.open(m)) if kind == "zip" else (lambda m=m: a.extractfile(m))
+                _write_member(root_fd, parts, is_dir, source, budget)
+    except _TooLarge:
+        raise UnsafeArchiveError(f"{archive} extracts to more than {MAX_EXPANSION}× its size ({limit:,} bytes); "
+                                 f"refusing to extract (a decompression bomb, or not the expected file)") from None
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise DataError(f"no space left on the device while extracting {archive} into {dest}: free some space "
+                            f"there (or set GROUPINF_DATA_DIR to a roomier disk) and run again; the archive itself is fine") from None
+        raise
+    finally:
+        os.close(root_fd)
     return dest
 
 def extract_archive(archive, # path of the archive
@@ -282,8 +442,10 @@ def extract_archive(archive, # path of the archive
     tmp = dest / f".extract-{uuid.uuid4().hex[:8]}"
     try:
         try: safe_extract(archive, tmp)
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
-            raise DataError(f"cannot extract {archive} ({type(e).__name__}: {e}); delete it and download it again") from None
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
+            if isinstance(e, OSError) and e.errno is not None: raise        # the file system's own error, named by it
+            raise DataError(f"cannot extract {archive} ({type(e).__name__}: {e}); it is damaged: delete it and download "
+                            f"it again") from None
         for entry in sorted(tmp.iterdir()):
             target = dest / entry.name
             if target.is_dir() and not target.is_symlink(): shutil.rmtree(target)
@@ -298,9 +460,14 @@ def ensure_remote(remote: RemoteFile, # the file (or archive) a dataset needs
                   data_dir=None, # data directory, or None for the default
                   timeout: float | None = None # seconds per network operation
                  ) -> Path:
-    "Make `remote` (and, for an archive, its extracted content) present under `data_dir`; return its local path."
+    "Make `remote` (and, for an archive, its extracted content) present and verified under `data_dir`; return its local path."
     root = resolve_data_dir(data_dir)
     if remote.provides and all((root / p).exists() for p in remote.provides):
+        archive = root / remote.path
+        if archive.exists(): verify_file(archive, remote)      # the archive the content came from is still there
+        elif remote.checksum is not None and verification_enabled():
+            warnings.warn(f"{root / remote.provides[0]} is used without its archive {archive}, so it cannot be checked "
+                          f"against the archive's pinned {remote.checksum[0]}", UnverifiedDataWarning, stacklevel=2)
         return root / (remote.path if remote.extract_to is None else remote.provides[0])
     path = download(remote, root, timeout)
     if remote.extract_to is not None:
@@ -311,6 +478,18 @@ def ensure_remote(remote: RemoteFile, # the file (or archive) a dataset needs
                             f"expected layout (delete it, or place the files at {root / missing[0]} yourself)")
         return root / remote.provides[0]
     return path
+
+def verification_status(remote: RemoteFile, # a file a dataset needs
+                        data_dir=None # data directory
+                       ) -> str:
+    "One line on what was checked of `remote` after `ensure_remote`: its pinned digest, or why nothing was."
+    root = resolve_data_dir(data_dir)
+    archive = root / remote.path
+    if remote.checksum is None: return f"{archive.name}: no published checksum, used as it is"
+    kind, want = remote.checksum
+    if not verification_enabled(): return f"{archive.name}: NOT verified (verification turned off)"
+    if not archive.exists(): return f"{archive.name}: absent; its extracted content was placed by hand and is not verified"
+    return f"{archive.name}: {kind} {want} verified"
 
 # %% ../nbs/00_data.ipynb #c2455a04
 _CACHE_FORMAT = 1
@@ -374,8 +553,8 @@ def cached(directory, # the dataset's directory
     return out
 
 def source_fingerprint(*paths) -> list:
-    "[name, size in bytes, modification time in ns] of each source file, to key caches on the data they were built from."
-    return [[Path(p).name, (st := Path(p).stat()).st_size, st.st_mtime_ns] for p in paths]
+    "[name, size in bytes, SHA-256] of each source file, to key caches on the bytes they were built from."
+    return [[Path(p).name, Path(p).stat().st_size, file_digests(p)["sha256"]] for p in paths]
 
 def csr_to_arrays(prefix: str, # name prefix of the arrays, e.g. 'x_train'
                   m # a SciPy sparse matrix
@@ -495,11 +674,26 @@ def _lookup(table, key, kind):
         raise DataError(f"unknown {kind} id {key!r}; known ids: {', '.join(sorted(table))}")
     return table[key]
 
+@contextmanager
+def _no_empty_dirs_left(data_dir):
+    "On failure, remove the directories (up to two levels under `data_dir`, and itself) that the block created and left empty."
+    root = resolve_data_dir(data_dir)
+    levels = lambda: [root, *root.glob("*/"), *root.glob("*/*/")]
+    before = {p for p in levels() if p.is_dir()}
+    try: yield
+    except BaseException:
+        for d in sorted({p for p in levels() if p.is_dir()} - before, key=lambda p: -len(p.parts)):
+            try: d.rmdir()            # only an empty directory goes
+            except OSError: pass
+        raise
+
 def load_dataset(dataset_id: str, # a registered dataset id, e.g. 'breast_cancer' or 'hospital'
                  data_dir=None, # where downloaded data lives (default `$GROUPINF_DATA_DIR` or ~/.groupinf/data)
+                 verify: bool | None = None, # check files against their pinned checksums (None: `$GROUPINF_VERIFY`, default on)
                  **kw) -> Datasets:
     "Load the dataset registered as `dataset_id`."
-    return _lookup(_LOADERS, dataset_id, "dataset")(data_dir=data_dir, **kw)
+    loader = _lookup(_LOADERS, dataset_id, "dataset")
+    with verification(verify), _no_empty_dirs_left(data_dir): return loader(data_dir=data_dir, **kw)
 
 def load_supplement(supplement_id: str, # a registered supplement id, e.g. 'cdr_weights'
                     data_dir=None, # where downloaded data lives
@@ -537,12 +731,13 @@ def list_supplements():
     return pd.DataFrame([dict(supplement_id=k, description=d) for k, (_, d) in _SUPPLEMENTS.items()])
 
 def fetch_dataset(dataset_id: str, # a registered dataset id
-                  data_dir=None # data directory to download into (default `$GROUPINF_DATA_DIR` or ~/.groupinf/data)
+                  data_dir=None, # data directory to download into (default `$GROUPINF_DATA_DIR` or ~/.groupinf/data)
+                  verify: bool | None = None # check files against their pinned checksums (None: `$GROUPINF_VERIFY`, default on)
                  ) -> list:
-    "Download (and extract) every file `dataset_id` needs into `data_dir`; return their local paths."
+    "Download (and extract) and verify every file `dataset_id` needs into `data_dir`; return their local paths."
     info = dataset_info(dataset_id)
     if not info.files: print(f"{dataset_id}: embedded in an installed package, nothing to download")
-    return [ensure_remote(f, data_dir) for f in info.files]
+    with verification(verify), _no_empty_dirs_left(data_dir): return [ensure_remote(f, data_dir) for f in info.files]
 
 # %% ../nbs/00_data.ipynb #db792dbf
 def _split_embedded(x, labels, standardise, train_frac=0.8, seed=0) -> Datasets:

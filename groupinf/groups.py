@@ -17,11 +17,13 @@ from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['GROUP_TYPES', 'FIXED_TEST', 'TAIL_FRACTIONS', 'KMEANS_CLUSTERS', 'CLUSTER_DIM', 'requested_sizes', 'simplified_tag',
-           'random_groups', 'random_same_class_groups', 'pick_fixed_test', 'tail_phase_sizes', 'tail_window',
-           'influence_tail_groups', 'principal_coordinates', 'hierarchical_memory_bytes', 'hierarchical_labels',
-           'kmeans_labels', 'clusterings', 'cluster_groups', 'feature_window_groups', 'pick_subsets', 'groups_by_value',
-           'turker_groups', 'labelling_function_groups', 'pad_groups', 'unpad_groups', 'group_indicator']
+__all__ = ['GROUP_TYPES', 'FIXED_TEST', 'FROZEN_TEST_PROVENANCE', 'FIXED_TEST_CHOICES', 'TAIL_FRACTIONS', 'KMEANS_CLUSTERS',
+           'CLUSTER_DIM', 'requested_sizes', 'simplified_tag', 'random_groups', 'random_same_class_groups',
+           'pick_fixed_test', 'parse_fixed_test', 'is_paper_copy', 'choose_fixed_test', 'tail_phase_sizes',
+           'tail_window', 'influence_tail_groups', 'principal_coordinates', 'hierarchical_memory_bytes',
+           'hierarchical_labels', 'kmeans_labels', 'clusterings', 'cluster_groups', 'feature_window_groups',
+           'pick_subsets', 'groups_by_value', 'turker_groups', 'labelling_function_groups', 'pad_groups',
+           'unpad_groups', 'group_indicator']
 
 # %% ../nbs/05_groups.ipynb #e561fd64
 def _check_int(value, name, minimum=None):
@@ -135,6 +137,83 @@ def pick_fixed_test(test_losses: np.ndarray | None,  # loss of each test point a
     cut = len(order) - n_highest
     drawn = np.random.RandomState(_check_int(seed, 'seed', 0)).choice(order[:cut], n_random, replace=False)
     return np.concatenate([order[cut:], drawn]).astype(np.int64)
+
+# %% ../nbs/05_groups.ipynb #f518f593
+FROZEN_TEST_PROVENANCE = MappingProxyType({
+    'hospital': dict(n_test=81766),
+    'spam': dict(n_test=1035, preprocessing="spaCy 2.0.0 en_core_web_sm (stop, out-of-vocabulary and non-alphabetic tokens dropped)"),
+    'mnist_small': dict(n_test=10000),
+    'mnist': dict(n_test=10000),
+    'dogfish': dict(n_test=600),
+    'animals': dict(n_test=3000),
+    'cifar10': dict(n_test=10000),
+    'cdr': dict(n_test=4101), 'reduced_cdr': dict(n_test=4101),   # data valuation's lists
+    'mnli': dict(n_test=9815),                                       # credit assignment's lists
+})
+FIXED_TEST_CHOICES = ("auto", "frozen", "rule")
+
+def parse_fixed_test(how: str | Sequence[int] = "auto" # 'auto', 'frozen', 'rule', 'i,j,k' or a sequence of indices
+                    ) -> str:
+    "The fixed-test choice in its canonical form: 'auto', 'frozen', 'rule' or comma-separated distinct indices."
+    if isinstance(how, str) and how.strip().lower() in FIXED_TEST_CHOICES: return how.strip().lower()
+    items = how.split(",") if isinstance(how, str) else list(how) if isinstance(how, Sequence) else [how]
+    try: idx = [int(v) if isinstance(v, (int, np.integer)) else int(str(v).strip()) for v in items]
+    except ValueError: idx = None
+    if not idx or min(idx) < 0 or len(set(idx)) != len(idx):
+        raise ValueError(f"fixed test points must be 'auto', 'frozen', 'rule' or distinct non-negative test indices "
+                         f"separated by commas (e.g. 12,40,7); got {how!r}")
+    return ",".join(map(str, idx))
+
+def is_paper_copy(dataset_id: str, # dataset id
+                  n_test: int, # size of the loaded test set
+                  preprocessing: str | None = None, # what the loader reports of its preprocessing (`Datasets.meta`)
+                  data_dir=None, # where the dataset's files are
+                  provenance: Mapping = FROZEN_TEST_PROVENANCE # what is known of each paper copy
+                 ) -> tuple[bool, str]:
+    "(whether the loaded data is the copy a frozen list indexes, the reason in a few words)."
+    from groupinf.data import dataset_info, file_digests, resolve_data_dir
+    want = provenance.get(dataset_id)
+    if want is None: return False, f"no provenance is recorded for {dataset_id!r}"
+    if int(n_test) != want["n_test"]: return False, f"its test set has {int(n_test):,} points, the paper's had {want['n_test']:,}"
+    if want.get("preprocessing") and preprocessing != want["preprocessing"]:
+        return False, f"it was preprocessed with {preprocessing or 'an unrecorded pipeline'}, the paper's with {want['preprocessing']}"
+    pinned = [f for f in dataset_info(dataset_id).files if f.checksum is not None]
+    for f in pinned:
+        path = resolve_data_dir(data_dir) / f.path
+        if not path.exists(): return False, f"{f.path} is absent, so the copy cannot be checked against its pinned {f.checksum[0]}"
+        if file_digests(path)[f.checksum[0]] != f.checksum[1].lower(): return False, f"{f.path} does not match its pinned {f.checksum[0]}"
+    return True, f"test set of {int(n_test):,} points" + (f", {len(pinned)} source files match their pinned digests" if pinned else "")
+
+def choose_fixed_test(how: str | Sequence[int], # see `parse_fixed_test`
+                      dataset_id: str, # dataset id
+                      n_test: int, # size of the loaded test set
+                      paper_copy: tuple[bool, str] = (False, ""), # `is_paper_copy` of the loaded data
+                      frozen: Mapping[str, Sequence[int]] = FIXED_TEST # frozen lists by dataset id
+                     ) -> tuple[str, np.ndarray | None, str]:
+    "(rule 'frozen' | 'given' | 'rule', the indices or None when the rule picks them from the test losses, one-line reason)."
+    how, (copy, why) = parse_fixed_test(how), paper_copy
+    if how not in FIXED_TEST_CHOICES:
+        idx = np.array([int(v) for v in how.split(",")], np.int64)
+        if idx.max() >= n_test:
+            raise ValueError(f"fixed test point {idx.max()} is out of range: the test set of {dataset_id!r} has "
+                             f"{int(n_test):,} points (indices 0 to {int(n_test) - 1})")
+        return "given", idx, f"the test points {how} were given explicitly"
+    listed = dataset_id in frozen
+    if how == "frozen":
+        if not listed: raise ValueError(f"{dataset_id!r} has no frozen fixed test points; use 'rule' or give indices")
+        idx = np.asarray(frozen[dataset_id], np.int64)
+        if idx.max() >= n_test:
+            raise ValueError(f"the frozen fixed test points of {dataset_id!r} go up to {idx.max()}, but this copy's test set "
+                             f"has {int(n_test):,} points; pick them by the rule instead (--fixed-test rule)")
+        return "frozen", idx, "the frozen list was asked for" + ("" if copy else f", although this is not the paper's copy ({why})")
+    if how == "auto" and listed and copy:
+        idx = np.asarray(frozen[dataset_id], np.int64)
+        if idx.max() < n_test: return "frozen", idx, f"the paper's frozen list, as this is the paper's copy ({why})"
+        copy, why = False, f"its frozen list goes up to {idx.max()}, past the {int(n_test):,} points here"
+    reason = ("the rule was asked for" if how == "rule" else
+              f"this is not the paper's copy of {dataset_id!r}, so its frozen list does not apply ({why})" if listed else
+              f"{dataset_id!r} has no frozen list")
+    return "rule", None, f"the 3 highest-loss test points and 3 seeded draws from the rest: {reason}"
 
 # %% ../nbs/05_groups.ipynb #dc213e6f
 TAIL_FRACTIONS = (0.0025, 0.025, 0.1, 0.25)

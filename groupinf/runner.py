@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_runner.ipynb #7bb1d0a8
 from __future__ import annotations
-import argparse, contextlib, dataclasses, fcntl, functools, hashlib, inspect, json, logging, math, os, re, secrets
+import argparse, contextlib, dataclasses, errno, fcntl, functools, hashlib, inspect, json, logging, math, os, re, secrets
 import shutil, struct, sys, threading, time, types, zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -13,12 +13,13 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['logger', 'configure_logging', 'atomic_open', 'atomic_write_text', 'is_temp_file', 'remove_temp_files',
+__all__ = ['logger', 'MAX_WORKERS', 'configure_logging', 'atomic_open', 'atomic_write_text', 'is_temp_file', 'remove_temp_files',
            'ResultsFileError', 'encode_results', 'decode_results', 'content_hash', 'normalize_results', 'save_results',
            'read_results', 'load_results', 'stable_hash', 'function_key', 'Executor', 'ProcessExecutor', 'DaskExecutor',
-           'make_executor', 'map_tasks', 'collate', 'RunLockedError', 'run_lock', 'PhaseSpec', 'phase',
-           'ExperimentDefinitionError', 'default_out_dir', 'load_config', 'Experiment', 'peak_rss_bytes',
-           'add_executor_arguments', 'executor_from_args', 'run_options_from_args', 'out_dir_from_args']
+           'make_executor', 'map_tasks', 'collate', 'RunLockedError', 'RunDirectoryError', 'check_no_links', 'run_lock',
+           'PhaseSpec', 'phase', 'ExperimentDefinitionError', 'default_out_dir', 'load_config', 'Experiment',
+           'peak_rss_bytes', 'add_executor_arguments', 'add_verify_argument', 'executor_from_args',
+           'run_options_from_args', 'out_dir_from_args']
 
 # %% ../nbs/06_runner.ipynb #2ccd7b06
 logger = logging.getLogger("groupinf")
@@ -281,11 +282,12 @@ def save_results(path, # destination `.npz` file
 
 def read_results(path, # a file written by `save_results`
                 ) -> tuple[dict, dict]: # (results, metadata)
-    "Load a results file and check it; raises `ResultsFileError` if it is unreadable, truncated or altered."
+    "Load a results file and check it: `ResultsFileError` naming the file if it is unreadable, truncated, malformed or corrupted."
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop(_META)[()]))
+        if not isinstance(meta, dict): raise ValueError(f"metadata is a {type(meta).__name__}, not a mapping")
         schema = meta["schema"]
         if not isinstance(schema, dict) or not all(isinstance(v, str) for v in schema.values()):
             raise ValueError("malformed schema")
@@ -296,10 +298,15 @@ def read_results(path, # a file written by `save_results`
     if meta["format"] != _format_of(schema):
         raise ResultsFileError(f"{path}: a {meta['format']} file cannot hold values of the kinds it lists")
     members = {n for k, kind in schema.items() for n in _members(k, kind)}
-    if set(arrays) != members or content_hash(arrays, schema) != meta.get("content_hash"):
+    if set(arrays) != members:
+        missing, extra = sorted(members - set(arrays)), sorted(set(arrays) - members)
+        raise ResultsFileError(f"{path}: its schema and its arrays disagree (missing {missing[:3]}, unlisted {extra[:3]})")
+    if content_hash(arrays, schema) != meta.get("content_hash"):
         raise ResultsFileError(f"{path}: content does not match its recorded hash")
     try: return decode_results(arrays, schema), meta
     except ResultsFileError as e: raise ResultsFileError(f"{path}: {e}") from None
+    except Exception as e:                               # a schema that lies about an array's kind or shape
+        raise ResultsFileError(f"{path}: malformed results file ({type(e).__name__}: {e})") from None
 
 def load_results(path, # a results file, or a run directory (then its `results.npz`)
                 ) -> dict:
@@ -708,6 +715,21 @@ def _lock_holder(path):
     try: return int(Path(path).read_text().split()[0])
     except (OSError, ValueError, IndexError): return None
 
+class RunDirectoryError(ValueError):
+    "A run directory holds something a run must not use (a symbolic link, where groupinf writes)."
+
+def check_no_links(run_dir # a run directory
+                  ) -> Path:
+    "Refuse a run directory that contains a symbolic link (results and task caches would be written where it points)."
+    run_dir = Path(run_dir)
+    for root, dirs, files in os.walk(run_dir, followlinks=False):
+        for name in dirs + files:
+            p = Path(root) / name
+            if p.is_symlink():
+                raise RunDirectoryError(f"{p} is a symbolic link; a run directory must not contain links (results would be "
+                                        f"written where it points): remove it and run again")
+    return run_dir
+
 @contextlib.contextmanager
 def run_lock(run_dir, # the directory to hold
              timeout: float | None = 0.0, # seconds to wait for another holder (0: fail at once, None: forever)
@@ -716,7 +738,10 @@ def run_lock(run_dir, # the directory to hold
     "Hold the run directory exclusively (an `fcntl.flock` on `run_dir/.lock`) for the duration of a `with` block."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try: fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)    # never truncate what a link points at
+    except OSError as e:
+        if e.errno != errno.ELOOP: raise
+        raise RunDirectoryError(f"{path} is a symbolic link; a run's lock file must be a plain file: remove the link") from None
     try:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -1029,10 +1054,12 @@ def run(self: Experiment,
         ) -> dict: # R: every phase's results merged
     "Run the experiment: reuse stored phases that are still valid, compute the others, write the run's outputs."
     inv = _invalidated_index(self, invalidate)
-    created = [d for d in (self.run_dir.parent, self.run_dir) if not d.exists()]
+    created = [d for d in (*reversed(self.run_dir.parents), self.run_dir) if not d.exists()]   # outermost first
     try:
         with run_lock(self.run_dir, timeout=lock_timeout):
+            check_no_links(self.run_dir)
             if (n := remove_temp_files(self.run_dir)): logger.info("removed %d temporary files of an interrupted run", n)
+            self.check_inputs()
             atomic_write_text(self.run_dir / "config.json", json.dumps(self.config, indent=2, sort_keys=True) + "\n")
             self.R, self.results, self.phase_log, self._merged, self._origin, self._hashes = {}, {}, [], {}, {}, {}
             for spec in self.phases:
@@ -1080,6 +1107,10 @@ def summarize(self: Experiment):
     return pd.DataFrame(self.phase_log, columns=["index", "name", "status", "reason", "seconds", "peak_rss_gb", "keys"])
 
 @patch
+def check_inputs(self: Experiment):
+    "Check the inputs before any phase computes (override; raise to refuse the run, which then leaves nothing behind)."
+
+@patch
 def resolved_settings(self: Experiment) -> dict:
     "Settings chosen from the data while running (override), added to config.json under 'resolved' at the end."
     return {}
@@ -1121,22 +1152,47 @@ def _pos_int(s):
     if v == 0: raise argparse.ArgumentTypeError("expected a positive integer, got 0")
     return v
 
+MAX_WORKERS = max(64, 8 * (os.cpu_count() or 1))  # more local processes than this only thrash
+
+def _worker_count(least: int):
+    def parse(s):
+        v = _nonneg_int(s)
+        if not least <= v <= MAX_WORKERS:
+            raise argparse.ArgumentTypeError(f"expected between {least} and {MAX_WORKERS} worker processes, got {s!r}")
+        return v
+    return parse
+
+def _seconds(s):
+    try: v = float(s)
+    except ValueError: v = math.nan
+    if not (math.isfinite(v) and v >= 0): raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {s!r}")
+    return v
+
 def add_executor_arguments(parser: argparse.ArgumentParser, # the parser (or subparser) of an experiment command
                           ) -> argparse.ArgumentParser:
-    "Add --out-dir, --force-refresh, --invalidate, --lock-timeout and one of --workers/--scheduler/--dask-local."
+    "Add --out-dir, --force-refresh, --invalidate, --lock-timeout, --no-verify and one of --workers/--scheduler/--dask-local."
     g = parser.add_argument_group("run and execution")
     g.add_argument("--out-dir", default=None, help="output directory (default: $GROUPINF_OUT_DIR or ./output)")
     g.add_argument("--force-refresh", action="store_true", help="recompute every phase, ignoring stored results")
     g.add_argument("--invalidate", type=_nonneg_int, default=None, metavar="N",
                    help="recompute phases with index >= N and everything depending on them")
-    g.add_argument("--lock-timeout", type=float, default=0.0, metavar="SECONDS",
+    g.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="SECONDS",
                    help="wait this long for another run holding the run directory (default: fail at once)")
     m = g.add_mutually_exclusive_group()
-    m.add_argument("--workers", type=_nonneg_int, default=0, metavar="N",
-                   help="run per-group tasks on N local worker processes (default: 0, in this process)")
+    m.add_argument("--workers", type=_worker_count(0), default=0, metavar="N",
+                   help=f"run per-group tasks on N local worker processes, at most {MAX_WORKERS} (default: 0, in this process)")
     m.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run tasks on the Dask cluster at ADDRESS")
-    m.add_argument("--dask-local", type=_pos_int, default=None, metavar="N",
-                   help="run tasks on a Dask LocalCluster of N worker processes")
+    m.add_argument("--dask-local", type=_worker_count(1), default=None, metavar="N",
+                   help=f"run tasks on a Dask LocalCluster of N worker processes, at most {MAX_WORKERS}")
+    add_verify_argument(parser)
+    return parser
+
+def add_verify_argument(parser: argparse.ArgumentParser # the parser of a command that loads datasets
+                       ) -> argparse.ArgumentParser:
+    "Add --no-verify: use data files that do not match their pinned checksums (each is named in a warning)."
+    parser.add_argument("--no-verify", action="store_true",
+                        help="use data files even when they do not match their pinned checksums (a variant you chose "
+                             "on purpose); each such file is named in a warning. Same as GROUPINF_VERIFY=0")
     return parser
 
 def executor_from_args(args: argparse.Namespace) -> Executor:

@@ -46,3 +46,22 @@ def test_ci_runs_the_readme_test_command_verbatim():
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     readme = (ROOT / "README.md").read_text()
     assert ci[-1] in readme, "the last line of .ci/run must be the README's test command"
+
+
+def test_fetch_refuses_files_that_are_not_the_pinned_mnist_and_no_verify_uses_them(tmp_path):
+    "IDX files placed under MNIST's names are checked against the real pinned MD5s, before anything reads them."
+    from datasets_fixtures import write_mnist
+    write_mnist(tmp_path / "mnist", n_train=20, n_test=6)
+    placed = {p.name: p.read_bytes() for p in (tmp_path / "mnist").iterdir()}
+    r = groupinf("datasets", "fetch", "mnist", "--data-dir", str(tmp_path))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"groupinf: error: {tmp_path / 'mnist'}/") and "is not the file groupinf expects" in r.stderr
+    assert "the pinned md5 is" in r.stderr and "--no-verify" in r.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "mnist").iterdir() if p.name in placed} == placed   # all kept
+    for how in (["--no-verify"], []):
+        env = ENV if how else {**ENV, "GROUPINF_VERIFY": "0"}
+        r = subprocess.run([shutil.which("groupinf"), "datasets", "fetch", "mnist", "--data-dir", str(tmp_path), *how],
+                           capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count("NOT verified (verification turned off)") == 4
+        assert all(str(tmp_path / "mnist" / name) in r.stderr for name in placed)       # each file named in a warning

@@ -198,11 +198,16 @@ def test_errors_are_clear(tmp_path):
                       np.zeros((1, 2)), [0], ["h"])
 
 
-def test_frozen_fixed_points_need_a_large_enough_test_set(tmp_path):
+def test_a_copy_of_mnli_with_another_test_set_uses_the_rule_not_the_frozen_points(tmp_path):
     write_mnli_bundle(tmp_path / "data" / "multinli_1.0")
     cfg = CA.credit_assignment_config("mnli", data_dir=tmp_path / "data", num_features=4, fixed_reg=0.05)
-    with pytest.raises(ValueError, match="frozen fixed test points"):
-        CA.CreditAssignment(cfg, out_dir=tmp_path / "out", progress=False).run()
+    R = CA.CreditAssignment(cfg, out_dir=tmp_path / "out", progress=False).run()
+    for key, split in (("fixed_test", "test"), ("fixed_nonfires", "nonfires")):
+        losses = np.asarray(R[f"initial_{split}_losses"])
+        assert str(R[f"{key}_rule"]) == "rule" and max(R[key]) < len(losses)
+        assert sorted(R[key][:3]) == sorted(np.argsort(losses, kind="stable")[-3:])
+        assert f"this is not the paper's copy of 'mnli {split}'" in str(R[f"{key}_reason"])
+        assert "the paper's had 9,815" in str(R[f"{key}_reason"])
 
 
 def test_cli_hooks(tmp_path):

@@ -226,9 +226,16 @@ def test_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="dataset_id"): DV.data_valuation_config("spam")
     with pytest.raises(ValueError, match="unknown stand-in"): DV.standin_cdr_data_dir(tmp_path, lfs=3)
     with pytest.raises(ValueError, match="num_features"): DV.write_standin_cdr_db(tmp_path / "x.db", num_features=5)
+
+
+def test_a_copy_of_cdr_with_another_test_set_uses_the_rule_not_the_frozen_points(tmp_path):
     data_dir = DV.standin_cdr_data_dir(tmp_path, **SMALL)
-    cfg = DV.data_valuation_config("reduced_cdr", data_dir, fixed_reg=0.05)          # frozen CDR test points: 120 test rows
-    with pytest.raises(ValueError, match="frozen fixed test points"): DV.DataValuation(cfg, out_dir=tmp_path / "o", progress=False).run()
+    cfg = DV.data_valuation_config("reduced_cdr", data_dir, fixed_reg=0.05)          # 120 test rows, not the paper's 4,101
+    R = DV.DataValuation(cfg, out_dir=tmp_path / "o", progress=False).run()
+    losses = np.asarray(R["initial_test_losses"])
+    assert str(R["fixed_test_rule"]) == "rule" and max(R["fixed_test"]) < len(losses)
+    assert sorted(R["fixed_test"][:3]) == sorted(np.argsort(losses, kind="stable")[-3:])
+    assert f"its test set has {len(losses)} points, the paper's had 4,101" in str(R["fixed_test_reason"])
 
 
 def test_cli_hooks(tmp_path):

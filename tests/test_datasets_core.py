@@ -1,5 +1,5 @@
 "Containers, registry, downloads, safe extraction, caches and the restricted unpickler of groupinf.data."
-import hashlib, http.client, io, os, pickle, socket, subprocess, sys, tarfile, urllib.error, zipfile
+import hashlib, json, http.client, io, os, pickle, socket, subprocess, sys, tarfile, urllib.error, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +94,8 @@ def test_download_file_url_and_no_second_download(served, tmp_path, monkeypatch)
     monkeypatch.setattr(gd, "_urlopen", lambda url, timeout: calls.append(url))
     assert gd.download(rf, tmp_path / "d") == p and calls == []
     assert gd.fetch_dataset  # the CLI entry points exist with these names
-    assert [x for x in (tmp_path / "d" / "fam").iterdir()] == [p]   # no temporary files left
+    assert sorted(x.name for x in (tmp_path / "d" / "fam").iterdir()) == [".blob.bin.digests.json", "blob.bin"]  # no temporary files
+    assert json.loads(gd.stamp_path(p).read_text())["sha256"] == rf.sha256      # the download's digests are stamped
 
 
 def test_checksum_mismatch_deletes_and_names_url_and_hashes(served, tmp_path):
@@ -178,11 +179,15 @@ def _tar(path, entries):
     ([("file", "../evil.txt", b"x")], "contains '..'"),
     ([("file", "/tmp/evil_abs.txt", b"x")], "absolute path"),
     ([("file", "C:/evil.txt", b"x")], "absolute path"),
-    ([("sym", "a/link", "../../../etc"), ("file", "a/ok", b"x")], "points outside"),
-    ([("sym", "a/link", "/etc/passwd")], "points outside"),
-    ([("file", "a/ok", b"x"), ("hard", "a/hard", "../../../etc/passwd")], "points outside"),
-    ([("dev", "a/dev", None)], "device or FIFO"),
-    ([("fifo", "a/fifo", None)], "device or FIFO")])
+    ([("sym", "a/link", "../../../etc"), ("file", "a/ok", b"x")], "'a/link' is a symbolic link"),
+    ([("sym", "a/link", "/etc/passwd")], "'a/link' is a symbolic link"),
+    ([("file", "a/ok", b"x"), ("sym", "a/inside", "ok")], "'a/inside' is a symbolic link"),   # even one that stays inside
+    ([("file", "a/ok", b"x"), ("hard", "a/hard", "../../../etc/passwd")], "'a/hard' is a hard link"),
+    ([("file", "a/ok", b"x"), ("hard", "a/hard", "a/ok")], "'a/hard' is a hard link"),
+    ([("dev", "a/dev", None)], "'a/dev' is a device file"),
+    ([("fifo", "a/fifo", None)], "'a/fifo' is a FIFO"),
+    ([("sym", f"p/y{i}", f"x{i}/..") for i in range(3)] + [("sym", f"p/x{i}", f"y{i}/..") for i in range(3)],
+     "is a symbolic link")])
 def test_unsafe_tar_is_refused_before_writing(entries, match, tmp_path):
     arc = _tar(tmp_path / "evil.tar.gz", entries)
     with pytest.raises(UnsafeArchiveError, match=match): gd.extract_archive(arc, tmp_path / "out")
@@ -194,9 +199,47 @@ def test_symlink_then_write_through_it_is_refused(tmp_path):
     arc = _tar(tmp_path / "evil.tar.gz", [("sym", "a/up", "../.."), ("file", "a/up/escape.txt", b"x")])
     with pytest.raises(UnsafeArchiveError): gd.extract_archive(arc, tmp_path / "out" / "x")
     assert not (tmp_path / "out" / "escape.txt").exists()
-    inside = _tar(tmp_path / "ok.tar.gz", [("sym", "a/up", ".."), ("file", "a/up/inside.txt", b"x")])
-    gd.extract_archive(inside, tmp_path / "out2")      # a link that stays inside is fine
-    assert (tmp_path / "out2" / "inside.txt").read_bytes() == b"x"
+
+
+def test_writes_never_follow_a_link_even_one_planted_in_the_target(tmp_path, monkeypatch):
+    "Files are opened component by component with O_NOFOLLOW: a link appearing under the target is not followed."
+    (tmp_path / "victim").mkdir()
+    arc = _tar(tmp_path / "a.tar.gz", [("file", "pkg/f.txt", b"payload")])
+    real = gd._open_dir
+    def planting(parent_fd, name):                  # another process swaps a directory for a link mid-extraction
+        if name == "pkg": os.symlink(tmp_path / "victim", name, dir_fd=parent_fd)
+        return real(parent_fd, name)
+    monkeypatch.setattr(gd, "_open_dir", planting)
+    with pytest.raises(OSError): gd.extract_archive(arc, tmp_path / "out")
+    assert list((tmp_path / "victim").iterdir()) == []
+
+
+def test_a_failed_gzip_crc_is_refused_before_anything_is_extracted(tmp_path):
+    arc = _tar(tmp_path / "a.tar.gz", [("file", "pkg/f.bin", os.urandom(5000))])
+    raw = bytearray(arc.read_bytes()); raw[-6] ^= 0xFF; arc.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="it is damaged: delete it and download it again") as e:
+        gd.extract_archive(arc, tmp_path / "out")
+    assert "\n" not in str(e.value) and list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_archive_expanding_past_its_cap_is_refused(tmp_path):
+    arc = _tar(tmp_path / "bomb.tar.gz", [("file", "z.bin", bytes(32 << 20))])
+    with pytest.raises(UnsafeArchiveError, match=f"more than {gd.MAX_EXPANSION}× its size"): gd.extract_archive(arc, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_full_disk_is_named_and_not_called_a_bad_download(tmp_path, monkeypatch):
+    import errno
+    arc = _tar(tmp_path / "a.tar.gz", [("file", "pkg/f.txt", b"x" * 100)])
+    real = os.fdopen
+    def full(fd, *a, **k):
+        f = real(fd, *a, **k)
+        def write(_): raise OSError(errno.ENOSPC, "No space left on device")
+        f.write = write
+        return f
+    monkeypatch.setattr(gd.os, "fdopen", full)
+    with pytest.raises(DataError, match="no space left on the device while extracting") as e: gd.extract_archive(arc, tmp_path / "out")
+    assert "download" not in str(e.value).split("; the archive")[0] and str(tmp_path / "out") in str(e.value)
 
 
 @pytest.mark.parametrize("name,match", [("../evil.txt", "contains '..'"), ("/abs/evil.txt", "absolute path")])
@@ -214,7 +257,7 @@ def test_zip_symlink_is_refused(tmp_path):
 
 
 def test_safe_archive_extracts_and_replaces_partial_content(tmp_path):
-    arc = _tar(tmp_path / "ok.tar.gz", [("file", "pkg/a.txt", b"a"), ("sym", "pkg/b.txt", "a.txt")])
+    arc = _tar(tmp_path / "ok.tar.gz", [("file", "pkg/a.txt", b"a"), ("file", "pkg/b.txt", b"b")])
     (tmp_path / "out" / "pkg").mkdir(parents=True); (tmp_path / "out" / "pkg" / "stale.txt").write_text("old")
     gd.extract_archive(arc, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out" / "pkg").iterdir()) == ["a.txt", "b.txt"]
@@ -322,4 +365,4 @@ def test_truncated_archive_is_a_data_error(tmp_path):
     rf = RemoteFile(arc.as_uri(), "fam/a.tar.gz", extract_to="fam", provides=("fam/pkg/f4.bin",))
     with pytest.raises(DataError, match="cannot extract|neither a zip nor a tar") as e: gd.ensure_remote(rf, tmp_path / "d")
     assert "\n" not in str(e.value)
-    assert sorted(p.name for p in (tmp_path / "d" / "fam").iterdir()) == ["a.tar.gz"]   # no half-extracted content
+    assert sorted(p.name for p in (tmp_path / "d" / "fam").iterdir()) == [".a.tar.gz.digests.json", "a.tar.gz"]   # nothing half-extracted

@@ -1,5 +1,6 @@
 "MNIST loaders on small IDX files, the pinned checksums, mirrors, and the embedded mnist_5k."
-import gzip, hashlib
+import dataclasses, gzip, hashlib, json, os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,10 +80,108 @@ def test_mirror_is_tried(tmp_path, monkeypatch):
     assert M.load_mnist(tmp_path / "data", validation_size=5).train.num_examples == 35
 
 
+def pin_own_digests(monkeypatch, folder):
+    "Pin each MNIST file to the MD5 of the fixture file of the same name in `folder`."
+    for k, f in M.MNIST_FILES.items():
+        own = hashlib.md5((folder / f.path.split("/")[-1]).read_bytes()).hexdigest()
+        monkeypatch.setitem(M.MNIST_FILES, k, dataclasses.replace(f, md5=own))
+
+
 def test_present_files_not_downloaded(tmp_path, monkeypatch):
     write_mnist(tmp_path / "data" / "mnist")
+    pin_own_digests(monkeypatch, tmp_path / "data" / "mnist")
     monkeypatch.setattr(gd, "_urlopen", lambda *a: pytest.fail("must not download"))
     assert M.load_mnist(tmp_path / "data", validation_size=5).test.num_examples == 12
+
+
+# -------------------------------------------------- files placed by hand are verified against the pinned MD5
+@pytest.fixture
+def placed(tmp_path, monkeypatch):
+    "The fixture's IDX files in the data directory, with their own digests pinned; the network must not be used."
+    raw = write_mnist(tmp_path / "data" / "mnist", n_train=40, n_test=12)
+    pin_own_digests(monkeypatch, tmp_path / "data" / "mnist")
+    monkeypatch.setattr(gd, "_urlopen", lambda *a: pytest.fail("must not download"))
+    return raw
+
+
+def test_a_right_file_passes_and_is_stamped(placed, tmp_path):
+    d = gd.load_dataset("mnist", data_dir=tmp_path / "data", validation_size=8)
+    assert np.array_equal(d.test.labels, placed["t10k"][1])
+    for f in M.MNIST_FILES.values():
+        stamp = json.loads(gd.stamp_path(tmp_path / "data" / f.path).read_text())
+        assert stamp["md5"] == f.md5 and stamp["size"] == (tmp_path / "data" / f.path).stat().st_size
+
+
+def test_a_same_format_wrong_file_is_refused_and_kept(placed, tmp_path):
+    f = tmp_path / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    write_idx(f, (placed["t10k"][1] + 1) % 10)              # valid IDX labels of the same length, other content
+    wrong = f.read_bytes()
+    with pytest.raises(gd.ChecksumError) as e: gd.load_dataset("mnist", data_dir=tmp_path / "data", validation_size=8)
+    msg, rf = str(e.value), M.MNIST_FILES["t10k-labels"]
+    assert "\n" not in msg and msg.startswith(f"{f} is not the file groupinf expects")
+    assert f"md5 is {hashlib.md5(wrong).hexdigest()}" in msg and f"pinned md5 is {rf.md5}" in msg
+    assert rf.url in msg and rf.mirrors[0] in msg and "verify=False" in msg and "--no-verify" in msg
+    assert f.read_bytes() == wrong                                       # nothing the user placed is deleted
+
+
+def test_a_truncated_file_is_refused(placed, tmp_path):
+    f = tmp_path / "data" / "mnist" / "train-images-idx3-ubyte.gz"
+    f.write_bytes(f.read_bytes()[:-40])
+    with pytest.raises(gd.ChecksumError, match=f"{f} is not the file groupinf expects"):
+        M.load_mnist(tmp_path / "data", validation_size=8)
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_verification_can_be_turned_off_with_a_warning_naming_the_file(placed, tmp_path, monkeypatch, how):
+    f = tmp_path / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    write_idx(f, (placed["t10k"][1] + 1) % 10)
+    if how == "environment": monkeypatch.setenv("GROUPINF_VERIFY", "0")
+    kw = dict(verify=False) if how == "argument" else {}
+    with pytest.warns(gd.UnverifiedDataWarning) as w:
+        d = gd.load_dataset("mnist", data_dir=tmp_path / "data", validation_size=8, **kw)
+    assert np.array_equal(d.test.labels, (placed["t10k"][1] + 1) % 10)
+    assert any(str(f) in str(x.message) for x in w)
+    if how == "argument":                                 # the argument only holds for that call
+        assert gd.verification_enabled()
+        with pytest.raises(gd.ChecksumError): gd.load_dataset("mnist", data_dir=tmp_path / "data", validation_size=8)
+
+
+def test_a_bad_setting_of_the_environment_variable_is_named(monkeypatch):
+    monkeypatch.setenv("GROUPINF_VERIFY", "maybe")
+    with pytest.raises(gd.DataError, match="GROUPINF_VERIFY must be 1 .* or 0 .*got 'maybe'"): gd.verification_enabled()
+
+
+def test_a_stamp_is_reused_and_a_modified_file_is_verified_again(placed, tmp_path, monkeypatch):
+    hashed = []
+    real = gd.file_hashes
+    monkeypatch.setattr(gd, "file_hashes", lambda p: hashed.append(Path(p).name) or real(p))
+    for _ in range(3): M.load_mnist(tmp_path / "data", validation_size=8)
+    assert sorted(hashed) == sorted(f.path.split("/")[-1] for f in M.MNIST_FILES.values())   # each hashed once
+    f = tmp_path / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    write_idx(f, (placed["t10k"][1] + 1) % 10)
+    with pytest.raises(gd.ChecksumError): M.load_mnist(tmp_path / "data", validation_size=8)
+    assert hashed.count(f.name) == 2
+
+
+def test_the_cache_follows_the_bytes_of_its_sources(placed, tmp_path, monkeypatch):
+    first = M.load_mnist_small(tmp_path / "data", validation_size=8)
+    f = tmp_path / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    os.utime(f, ns=(10**18, 10**18))                        # touched, same bytes: the cache is reused
+    M.load_mnist_small(tmp_path / "data", validation_size=8)
+    assert len(list((tmp_path / "data" / "mnist").glob("mnist_small-*.npz"))) == 1
+    write_idx(f, (placed["t10k"][1] + 1) % 10)              # other bytes (allowed on purpose): a new cache
+    with pytest.warns(gd.UnverifiedDataWarning):
+        again = gd.load_dataset("mnist_small", data_dir=tmp_path / "data", validation_size=8, verify=False)
+    assert len(list((tmp_path / "data" / "mnist").glob("mnist_small-*.npz"))) == 2
+    assert np.array_equal(again.test.labels, (first.test.labels + 1) % 10)
+
+
+def test_a_failed_load_leaves_no_empty_folder(tmp_path):
+    with pytest.raises(gd.DataUnavailableError): gd.load_dataset("mnist", data_dir=tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(gd.DataUnavailableError): gd.fetch_dataset("cifar10", data_dir=tmp_path / "kept")
+    assert list((tmp_path / "kept").iterdir()) == []                     # the user's own folder stays
 
 
 def test_offline_error_names_url_and_path(tmp_path):

@@ -91,3 +91,29 @@ def test_loaded_pipeline_drops_unknown_tokens(tmp_path):
     nlp = spacy.blank("en"); nlp.add_pipe("lemmatizer", config={"mode": "lookup"}); nlp.initialize()
     nlp.vocab.strings.add("pipeline"); nlp.to_disk(tmp_path / "pl")
     assert S.normalise_documents(["gas pipeline"], spacy_model=str(tmp_path / "pl")) == ["pipeline"]
+
+
+def test_streamed_and_multiprocess_normalisation_give_the_same_documents(enron):
+    raw = enron["spam"] + enron["ham"]
+    listed = S.normalise_documents(raw)
+    assert S.normalise_documents(iter(raw), total=len(raw)) == listed          # a one-pass stream
+    assert S.normalise_documents(raw, n_process=2, batch_size=4) == listed     # spaCy's worker processes, same order
+
+
+def test_the_texts_are_read_lazily(tmp_path):
+    (tmp_path / "b.txt").write_bytes(b"second"); (tmp_path / "a.txt").write_bytes(b"caf\xe9")
+    texts = S.EnronTexts(S.enron_files(tmp_path))
+    assert len(texts) == 2 and list(texts) == ["café", "second"] and list(texts) == ["café", "second"]
+    (tmp_path / "a.txt").write_bytes(b"changed")                  # read when iterated, not when listed
+    assert next(iter(texts)) == "changed"
+
+
+def test_the_cache_follows_the_content_of_the_e_mails(enron, tmp_path, monkeypatch):
+    S.load_spam(tmp_path / "data", min_df=2)
+    f = S.enron_files(tmp_path / "data" / "spam" / "enron1" / "ham")[0]
+    f.write_bytes(f.read_bytes().replace(b"meeting", b"meatier"))   # same size, other words
+    calls = []
+    real = S.bag_of_words
+    monkeypatch.setattr(S, "bag_of_words", lambda *a, **k: calls.append(1) or real(*a, **k))
+    S.load_spam(tmp_path / "data", min_df=2)
+    assert calls == [1] and len(list((tmp_path / "data" / "spam").glob("spam-*.npz"))) == 2   # rebuilt, not reused

@@ -115,7 +115,7 @@ def test_a_truncated_download_never_reaches_its_final_name_and_the_next_attempt_
         gd.load_dataset("mnist", data_dir=data, validation_size=8)
     assert "\n" not in str(e.value) and str(data / "mnist" / "train-images-idx3-ubyte.gz") in str(e.value)
     assert not (data / "mnist" / "train-images-idx3-ubyte.gz").exists()
-    assert not [p for p in (data / "mnist").iterdir() if p.name.startswith(".")], "partial download left behind"
+    assert not [p for p in data.rglob(".*") if p.is_file() and not p.name.endswith(".digests.json")], "partial download left behind"
     monkeypatch.setattr(gd, "_urlopen", real)
     d = gd.load_dataset("mnist", data_dir=data, validation_size=8)
     assert np.array_equal(d.test.labels, served_mnist["t10k"][1])
@@ -126,8 +126,11 @@ def test_a_truncated_file_already_in_place_is_a_one_line_data_error(served_mnist
     gd.load_dataset("mnist", data_dir=data, validation_size=8)
     f = data / "mnist" / "t10k-images-idx3-ubyte.gz"
     f.write_bytes(f.read_bytes()[:-100])
-    with pytest.raises(gd.DataError, match="cannot read .*delete it to download it again") as e:
+    with pytest.raises(gd.ChecksumError, match=f"{f} changed since groupinf downloaded it") as e:   # its recorded digest
         gd.load_dataset("mnist", data_dir=data, validation_size=8)
+    assert "\n" not in str(e.value)
+    with pytest.warns(gd.UnverifiedDataWarning), pytest.raises(gd.DataError, match="cannot read .*delete it to download it again") as e:
+        gd.load_dataset("mnist", data_dir=data, validation_size=8, verify=False)         # and unchecked, unreadable
     assert "\n" not in str(e.value)
 
 
@@ -159,7 +162,8 @@ def test_an_archive_that_escapes_its_target_is_refused_by_the_loader_and_writes_
         gd.load_dataset("cifar10", data_dir=tmp_path / "data", validation_size=2)
     assert "\n" not in str(e.value)
     new = sorted(set(tmp_path.rglob("*")) - set(before))
-    assert [p.relative_to(tmp_path).as_posix() for p in new] == ["data", "data/cifar10", "data/cifar10/cifar-10-python.tar.gz"]
+    assert [p.relative_to(tmp_path).as_posix() for p in new] == ["data", "data/cifar10", "data/cifar10/.cifar-10-python.tar.gz.digests.json",
+                                                                  "data/cifar10/cifar-10-python.tar.gz"]
     assert not list(tmp_path.rglob("escaped.txt"))
 
 

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/01_datasets_mnist.ipynb #cc0fa962
 from __future__ import annotations
-import functools, gzip
+import functools, gzip, zlib
 import numpy as np
 from ..data import (DataError, DataSet, Datasets, DatasetInfo, RemoteFile, _split_embedded, cached,
                            dataset_dir, ensure_remote, register_dataset, source_fingerprint)
@@ -36,7 +36,7 @@ def read_idx(path, # a gzip-compressed IDX file
             dims = [int(header[1])]
             if magic == 2051: dims += [int(v) for v in np.frombuffer(f.read(8), dtype=">u4")]
             data = np.frombuffer(f.read(), dtype=np.uint8)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:   # truncated, not gzip, or a damaged deflate stream
         raise DataError(f"cannot read {path} ({type(e).__name__}: {e}); delete it to download it again") from None
     if data.size != np.prod(dims): raise DataError(f"{path}: {data.size} bytes of data for shape {tuple(dims)}")
     return data.reshape(dims)

@@ -4,14 +4,15 @@
 
 # %% ../../nbs/01_datasets_spam.ipynb #c6e00179
 from __future__ import annotations
+import hashlib, sys
 from pathlib import Path
 import numpy as np
 from ..data import (DataError, DataSet, Datasets, DatasetInfo, RemoteFile, cached, csr_from_arrays,
                            csr_to_arrays, dataset_dir, ensure_remote, register_dataset)
 
 # %% auto #0
-__all__ = ['ENRON1_TAR', 'read_enron_folder', 'spacy_pipeline', 'normalise_documents', 'spam_documents', 'bag_of_words',
-           'load_spam']
+__all__ = ['ENRON1_TAR', 'enron_files', 'EnronTexts', 'read_enron_folder', 'spacy_pipeline', 'normalise_documents',
+           'spam_documents', 'bag_of_words', 'corpus_digest', 'spam_preprocessing', 'load_spam']
 
 # %% ../../nbs/01_datasets_spam.ipynb #7a089a48
 ENRON1_TAR = RemoteFile(
@@ -20,12 +21,23 @@ ENRON1_TAR = RemoteFile(
     note="no checksum known; the corpus page is now https://www2.aueb.gr/users/ion/data/enron-spam/ "
          "(whether the file is also served there is unverified)")
 
+def enron_files(folder # enron1/spam or enron1/ham
+               ) -> list[Path]:
+    "The files of `folder`, in sorted file-name order."
+    folder = Path(folder)
+    if not folder.is_dir(): raise DataError(f"{folder} is not a directory; is the enron1 corpus extracted there?")
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+class EnronTexts:
+    "The texts of some e-mail files, decoded as Latin-1 one at a time while iterating (a sized, re-iterable stream)."
+    def __init__(self, paths): self.paths = list(paths)
+    def __len__(self): return len(self.paths)
+    def __iter__(self): return (p.read_bytes().decode("latin-1") for p in self.paths)
+
 def read_enron_folder(folder # enron1/spam or enron1/ham
                      ) -> list[str]:
     "The text of every file in `folder`, in sorted file-name order, decoded as Latin-1."
-    folder = Path(folder)
-    if not folder.is_dir(): raise DataError(f"{folder} is not a directory; is the enron1 corpus extracted there?")
-    return [p.read_bytes().decode("latin-1") for p in sorted(folder.iterdir()) if p.is_file()]
+    return list(EnronTexts(enron_files(folder)))
 
 # %% ../../nbs/01_datasets_spam.ipynb #2e0b2815
 def spacy_pipeline(spacy_model: str | None = None # None: blank English + lookup lemmas; else a pipeline name or path
@@ -40,24 +52,38 @@ def spacy_pipeline(spacy_model: str | None = None # None: blank English + lookup
     nlp = spacy.load(spacy_model)
     return nlp, set(nlp.vocab.strings), False
 
-def normalise_documents(texts, # raw e-mail texts
+def normalise_documents(texts, # raw e-mail texts: any iterable, consumed once
                         spacy_model: str | None = None, # see `spacy_pipeline`
-                        batch_size: int = 64 # documents per spaCy batch
+                        batch_size: int = 256, # documents per spaCy batch
+                        n_process: int = 1, # spaCy worker processes (1: in this process)
+                        total: int | None = None, # number of texts, for the progress bar (default: `len(texts)` if it has one)
+                        desc: str = "spaCy" # label of the progress bar
                        ) -> list[str]:
     "Each text as the space-joined lemmas of its alphabetic, non-stop (and, with a model, known) tokens."
+    from tqdm import tqdm   # a bar on a terminal only (disable=None)
     nlp, known, lower = spacy_pipeline(spacy_model)
-    texts = [t.lower() if lower else t for t in texts]
-    nlp.max_length = max([nlp.max_length] + [len(t) + 1 for t in texts])
-    return [" ".join(tok.lemma_ or tok.text for tok in doc
-                     if tok.is_alpha and not tok.is_stop and (known is None or tok.text in known))
-            for doc in nlp.pipe(texts, batch_size=batch_size)]
+    nlp.max_length = max(nlp.max_length, 10**8)    # streamed texts have unknown lengths; a tokeniser needs no cap
+    total = len(texts) if total is None and hasattr(texts, "__len__") else total
+    stream = (t.lower() for t in texts) if lower else iter(texts)
+    out = []
+    with tqdm(total=total, desc=desc, unit="doc", disable=None, file=sys.stderr, leave=False) as bar:
+        for doc in nlp.pipe(stream, batch_size=batch_size, n_process=n_process):
+            out.append(" ".join(tok.lemma_ or tok.text for tok in doc
+                                if tok.is_alpha and not tok.is_stop and (known is None or tok.text in known)))
+            bar.update()
+    return out
 
 # %% ../../nbs/01_datasets_spam.ipynb #f51dcf2b
-def spam_documents(spam_texts, ham_texts, # raw texts of each class
-                   spacy_model=None, seed: int = 0):
+def spam_documents(spam_texts, ham_texts, # raw texts of each class (sized iterables, e.g. lists or `EnronTexts`)
+                   spacy_model=None, seed: int = 0,
+                   n_process: int = 1 # spaCy worker processes
+                  ):
     "(normalised documents, labels 1 = spam) shuffled in pairs with `RandomState(seed)`."
-    docs = normalise_documents(list(spam_texts) + list(ham_texts), spacy_model)
-    pairs = list(zip(docs, [1] * len(spam_texts) + [0] * len(ham_texts)))
+    from itertools import chain
+    n_spam, n_ham = len(spam_texts), len(ham_texts)
+    docs = normalise_documents(chain(spam_texts, ham_texts), spacy_model, n_process=n_process,
+                               total=n_spam + n_ham)
+    pairs = list(zip(docs, [1] * n_spam + [0] * n_ham))
     np.random.RandomState(seed).shuffle(pairs)
     return [d for d, _ in pairs], np.array([l for _, l in pairs], dtype=np.int64)
 
@@ -78,6 +104,23 @@ def bag_of_words(docs, labels, # shuffled documents and labels
                 vocabulary=np.array(vec.get_feature_names_out(), dtype=str))
 
 # %% ../../nbs/01_datasets_spam.ipynb #33318749
+def corpus_digest(root, # the corpus folder
+                  files # its files used
+                 ) -> str:
+    "SHA-256 over the relative name, size and bytes of each file: the content a cache was built from."
+    h = hashlib.sha256()
+    for p in files:
+        data = Path(p).read_bytes()
+        h.update(f"{Path(p).relative_to(root).as_posix()}\0{len(data)}\0".encode()); h.update(data)
+    return h.hexdigest()
+
+def spam_preprocessing(spacy_model: str | None = None # as in `load_spam`
+                      ) -> str:
+    "How the e-mails were normalised, in the words the provenance of the frozen test points uses."
+    from importlib.metadata import version
+    pipeline = "blank English + lookup lemmatizer" if spacy_model is None else str(spacy_model)
+    return f"spaCy {version('spacy')} {pipeline} (stop and non-alphabetic tokens dropped)"
+
 def _versions(spacy_model):
     from importlib.metadata import version, PackageNotFoundError
     out = {"spacy": version("spacy"), "scikit-learn": version("scikit-learn")}
@@ -94,19 +137,22 @@ def load_spam(data_dir=None, # data directory
               truncate: int | None = None, # keep only the first `truncate` files of each class
               min_df: int = 5, # CountVectorizer min_df
               spacy_model: str | None = None, # None: spacy.blank('en') + lookup lemmatizer; else a pipeline to load
-              force_refresh: bool = False # rebuild the cache
+              force_refresh: bool = False, # rebuild the cache
+              n_process: int = 1 # spaCy worker processes for the first load (the result is cached)
              ) -> Datasets:
     "Enron1 spam (1) vs ham (0): train 4,137, validation 0, test 1,035, word counts of lemmas as CSR matrices."
     ensure_remote(ENRON1_TAR, data_dir)
     root = dataset_dir("spam", data_dir) / "enron1"
-    files = [p for c in ("spam", "ham") for p in sorted((root / c).iterdir()) if p.is_file()]
+    spam, ham = (enron_files(root / c)[:truncate] for c in ("spam", "ham"))
     params = dict(truncate=truncate, min_df=min_df, spacy_model=spacy_model, seed=0, train_fraction=0.8,
-                  versions=_versions(spacy_model), source=[len(files), sum(p.stat().st_size for p in files)])
+                  versions=_versions(spacy_model), source=[len(spam) + len(ham), corpus_digest(root, spam + ham)])
     def build():
-        spam, ham = read_enron_folder(root / "spam"), read_enron_folder(root / "ham")
-        docs, labels = spam_documents(spam[:truncate], ham[:truncate], spacy_model)
+        print(f"spam: normalising {len(spam) + len(ham):,} e-mails with spaCy (first load only: the counts are cached)",
+              file=sys.stderr)
+        docs, labels = spam_documents(EnronTexts(spam), EnronTexts(ham), spacy_model, n_process=n_process)
         return bag_of_words(docs, labels, min_df)
     c = cached(dataset_dir("spam", data_dir), "spam", params, build, force_refresh)
     split = lambda s: DataSet(csr_from_arrays(c, f"x_{s}"), c[f"y_{s}"])   # sparse CSR (the original densified)
     return Datasets(split("train"), split("valid"), split("test"),
-                    meta=dict(feature_names=[str(w) for w in c["vocabulary"]], class_names=["ham", "spam"]))
+                    meta=dict(feature_names=[str(w) for w in c["vocabulary"]], class_names=["ham", "spam"],
+                              preprocessing=spam_preprocessing(spacy_model)))

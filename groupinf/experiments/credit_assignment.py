@@ -6,9 +6,9 @@
 from __future__ import annotations
 import argparse, functools, json, time
 import numpy as np
-from ..runner import Experiment, phase
+from ..runner import Experiment, logger, phase
 from ..model import LogisticRegression
-from ..groups import pick_fixed_test, turker_groups, pad_groups, unpad_groups
+from ..groups import choose_fixed_test, is_paper_copy, pick_fixed_test, turker_groups, pad_groups, unpad_groups
 from .subsets import cv_grid, retrained_rows, retrain_results, fold_bounds, fit_folds
 
 # %% auto #0
@@ -298,10 +298,19 @@ def _ca_initial_training(self: CreditAssignment):
 
 @phase(2, "pick_test_points")
 def _ca_pick_test_points(self: CreditAssignment):
-    frozen = FIXED_POINTS.get(self.config["dataset_id"], {}) if self.config["use_frozen_fixed_points"] else {}
-    def pick(split):  # the frozen list when there is one, else 3 highest-loss + 3 seeded random points
-        return pick_fixed_test(self.R[f"initial_{split}_losses"], split, seed=0, frozen={split: frozen[split]} if frozen else {})
-    return dict(fixed_test=pick("test"), fixed_nonfires=pick("nonfires"))
+    c = self.config
+    frozen = FIXED_POINTS.get(c["dataset_id"], {})
+    copy = is_paper_copy(c["dataset_id"], len(self.R["initial_test_losses"]), data_dir=c.get("data_dir"))
+    out = {}
+    for split, key in (("test", "fixed_test"), ("nonfires", "fixed_nonfires")):  # a frozen list on the paper's copy, else the rule
+        losses = self.R[f"initial_{split}_losses"]
+        label = f"{c['dataset_id']} {split}"
+        rule, fixed, why = choose_fixed_test("auto" if c["use_frozen_fixed_points"] else "rule", label, len(losses), copy,
+                                             {label: frozen[split]} if split in frozen else {})
+        out[key] = pick_fixed_test(losses, None, seed=0, frozen={}) if fixed is None else fixed
+        out[f"{key}_rule"], out[f"{key}_reason"] = rule, why
+        logger.info("%s points: %s", key.replace("_", " "), why)
+    return out
 
 # %% ../../nbs/13_credit_assignment.ipynb #802acc78
 def _genre_index_sets(genres):

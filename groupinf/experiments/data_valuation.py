@@ -8,9 +8,9 @@ import argparse, functools, hashlib, json, os, sqlite3, time
 from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
-from ..runner import Experiment, phase
+from ..runner import Experiment, logger, phase
 from ..model import LogisticRegression
-from ..groups import pick_fixed_test, labelling_function_groups, pad_groups, unpad_groups, group_indicator
+from ..groups import choose_fixed_test, is_paper_copy, pick_fixed_test, labelling_function_groups, pad_groups, unpad_groups, group_indicator
 from .subsets import cv_grid, retrain_results
 from .credit_assignment import (cross_validate, retrain_task, influence_engine, unpack_effects,
                                                     correlation_table, INVERSE_HVP_METHODS)
@@ -322,9 +322,13 @@ def _dv_initial_training(self: DataValuation):
 
 @phase(2, "pick_test_points")
 def _dv_pick_test_points(self: DataValuation):
-    c = self.config
-    frozen = (VALUATION_FIXED_TEST_BALANCED if c["balance_test"] else VALUATION_FIXED_TEST) if c["use_frozen_fixed_test"] else {}
-    return dict(fixed_test=pick_fixed_test(self.R["initial_test_losses"], c["dataset_id"], seed=0, frozen=frozen))
+    c, n = self.config, len(self.R["initial_test_losses"])
+    frozen = VALUATION_FIXED_TEST_BALANCED if c["balance_test"] else VALUATION_FIXED_TEST
+    copy = is_paper_copy(c["dataset_id"], n, data_dir=c.get("data_dir"))
+    rule, fixed, why = choose_fixed_test("auto" if c["use_frozen_fixed_test"] else "rule", c["dataset_id"], n, copy, frozen)
+    if fixed is None: fixed = pick_fixed_test(self.R["initial_test_losses"], None, seed=0, frozen={})
+    logger.info("fixed test points: %s", why)
+    return dict(fixed_test=fixed, fixed_test_rule=rule, fixed_test_reason=why)
 
 # %% ../../nbs/14_data_valuation.ipynb #bc14b74b
 def valuation_targets(d: ValuationData, fixed, kind: str = "loss"):

@@ -4,19 +4,20 @@
 
 # %% ../../nbs/10_subset_influence.ipynb #8f335cb2
 from __future__ import annotations
-import functools
+import functools, os
 import numpy as np
-from ..runner import Experiment, phase
+from ..runner import Experiment, logger, phase
 from ..data import load_dataset
 from ..objective import Features, Layout, batch_size_for, logits, losses_from_logits, probabilities, residuals
 from ..model import LogisticRegression
-from ..groups import pick_fixed_test, pick_subsets, pad_groups, unpad_groups, simplified_tag, CLUSTER_DIM
+from ..groups import choose_fixed_test, is_paper_copy, parse_fixed_test, pick_fixed_test, pick_subsets, pad_groups, unpad_groups, simplified_tag, CLUSTER_DIM
 
 # %% auto #0
 __all__ = ['DATASET_SETTINGS', 'STANDS_IN_FOR', 'INVERSE_HVP_METHODS', 'CV_CHUNK', 'RETRAIN_CHUNK', 'NEWTON_CHUNK',
-           'ESTIMATOR_LABELS', 'dataset_settings', 'cv_grid', 'subsets_config', 'retrained_rows', 'retrain_results',
-           'retrain_task', 'newton_task', 'SubsetInfluence', 'heldout_scores', 'fold_bounds', 'fold_weights',
-           'fit_folds', 'cv_task', 'summary_table', 'scatter_panel', 'influence_figure']
+           'GROUPS_PER_SIZE', 'ESTIMATOR_LABELS', 'dataset_settings', 'cv_grid', 'subsets_config', 'retrained_rows',
+           'retrain_results', 'retrain_task', 'newton_task', 'SubsetInfluence', 'heldout_scores', 'fold_bounds',
+           'fold_weights', 'fit_folds', 'cv_task', 'fixed_test_choice', 'estimated_run_bytes', 'available_memory',
+           'summary_table', 'scatter_panel', 'influence_figure']
 
 # %% ../../nbs/10_subset_influence.ipynb #d667b03c
 _ALL_DIAGNOSTICS = ()
@@ -41,7 +42,7 @@ def cv_grid(cv_range, # (min, max, count) of λ/n
            ) -> list:
     "The checked cross-validation grid `[min, max, count]` of λ/n, or the single value `fixed_reg`."
     if fixed_reg is not None:
-        if not fixed_reg > 0: raise ValueError(f"fixed_reg must be positive; got {fixed_reg}")
+        if not (np.isfinite(fixed_reg) and fixed_reg > 0): raise ValueError(f"fixed_reg must be a positive finite λ/n; got {fixed_reg}")
         cv_range = (fixed_reg, fixed_reg, 1)
     lo, hi, num = cv_range
     if not (0 < lo <= hi and int(num) >= 1): raise ValueError(f"cv_range must be (min > 0, max >= min, count >= 1); got {cv_range}")
@@ -63,7 +64,9 @@ def subsets_config(dataset_id: str = "breast_cancer", # dataset to run on
                    skip_hessian_spectrum: bool = False, # skip the eigenvalues of H⁻¹H_U
                    tag: str | None = None, # appended to the run id
                    kmeans_n_init: int = 10, # k-means initialisations in the cluster samplers
-                   cluster_dim: int | None = CLUSTER_DIM): # principal dimensions the cluster samplers work in (None: all)
+                   cluster_dim: int | None = CLUSTER_DIM, # principal dimensions the cluster samplers work in (None: all)
+                   fixed_test: str = "auto"): # 'auto' (the frozen list only on the paper's copy), 'frozen', 'rule' or 'i,j,k'
+
     "The configuration of a subset-influence run, with the paper's per-dataset settings filled in."
     _, cv, skips = dataset_settings(dataset_id)
     cv = cv_grid(cv, fixed_reg)
@@ -76,6 +79,8 @@ def subsets_config(dataset_id: str = "breast_cancer", # dataset to run on
     if subset_choice_type not in ("range", "types"): raise ValueError(f"subset_choice_type must be 'range' or 'types'; got {subset_choice_type!r}")
     if not 0 < subset_min_rel_size <= subset_max_rel_size <= 1: raise ValueError("need 0 < subset_min_rel_size <= subset_max_rel_size <= 1")
     if num_subsets < 1: raise ValueError(f"num_subsets must be >= 1; got {num_subsets}")
+    if not 0 <= int(subset_seed) < 2**32: raise ValueError(f"subset_seed must be from 0 to 2**32 - 1; got {subset_seed}")
+    if not 0 < subset_rel_size <= 1: raise ValueError(f"subset_rel_size must be in (0, 1]; got {subset_rel_size}")
     if not (isinstance(max_memory, (int, float)) and np.isfinite(max_memory) and max_memory > 0):
         raise ValueError(f"max_memory must be a positive number of bytes; got {max_memory!r}")
     return dict(dataset_id=dataset_id, data_dir=None if data_dir is None else str(data_dir), subset_seed=int(subset_seed),
@@ -85,13 +90,18 @@ def subsets_config(dataset_id: str = "breast_cancer", # dataset to run on
                 normalized_cross_validation_range=cv, inverse_hvp_method=method, max_memory=float(max_memory),
                 skip_hessian_spectrum=bool(skip_hessian_spectrum), skip_newton=skip["newton"],
                 skip_z_norms=skip["z_norms"], skip_param_change_norms=skip["param_change_norms"],
-                tag=tag, kmeans_n_init=int(kmeans_n_init), cluster_dim=None if cluster_dim is None else int(cluster_dim))
+                tag=tag, kmeans_n_init=int(kmeans_n_init), cluster_dim=None if cluster_dim is None else int(cluster_dim),
+                fixed_test=parse_fixed_test(fixed_test))
 
 # %% ../../nbs/10_subset_influence.ipynb #afa3f436
 @functools.lru_cache(maxsize=4)
+def _loaded(dataset_id, data_dir):
+    "The `Datasets` of a dataset id (loaded once per process)."
+    return load_dataset(dataset_id, data_dir=data_dir)
+
 def _train_data(dataset_id, data_dir):
     "Training and test features (dense arrays or SciPy sparse, as loaded) and labels of a dataset (cached per process)."
-    d = load_dataset(dataset_id, data_dir=data_dir)
+    d = _loaded(dataset_id, data_dir)
     return d.train.x, d.train.labels, d.test.x, d.test.labels
 
 @functools.lru_cache(maxsize=2)
@@ -186,7 +196,7 @@ class SubsetInfluence(Experiment):
 
     def resolved_settings(self) -> dict:
         "What the run chose from the data: the fit's solver and the Hessian strategy, with the reason."
-        keys = ("initial_fit_solver", "hessian_strategy", "hessian_strategy_reason")
+        keys = ("fixed_test_rule", "fixed_test_reason", "initial_fit_solver", "hessian_strategy", "hessian_strategy_reason")
         return {k: str(self.R[k]) for k in keys if k in self.R}
 
 # %% ../../nbs/10_subset_influence.ipynb #4cf70b92
@@ -275,9 +285,54 @@ def _initial_training(self: SubsetInfluence):
     out["train_grad_residuals"] = residuals(lay, probabilities(lay, logits(lay, X, m.params[:, None])), y)[:, 0, :].numpy()
     return out
 
+def fixed_test_choice(exp) -> tuple:
+    "(rule, indices or None, reason) of an experiment's fixed test points, decided once from its loaded data."
+    if getattr(exp, "_fixed_test_choice", None) is None:
+        c = exp.config
+        d = _loaded(c["dataset_id"], c["data_dir"])
+        n = d.test.num_examples
+        copy = is_paper_copy(c["dataset_id"], n, d.meta.get("preprocessing"), c["data_dir"])
+        exp._fixed_test_choice = choose_fixed_test(c.get("fixed_test", "auto"), c["dataset_id"], n, copy)
+        logger.info("fixed test points: %s", exp._fixed_test_choice[2])
+    return exp._fixed_test_choice
+
+GROUPS_PER_SIZE = 17  # groups drawn per requested size: five size-driven samplers and twelve influence tails
+
+def estimated_run_bytes(config: dict, # a `subsets_config`
+                        n: int, # training points
+                        num_params: int # P
+                       ) -> float:
+    "A lower bound on the memory of a run's per-group arrays: each group's indices and four parameter-sized vectors."
+    largest = config["subset_rel_size"] if config["subset_choice_type"] == "types" else config["subset_max_rel_size"]
+    return GROUPS_PER_SIZE * config["num_subsets"] * 8.0 * (largest * n + 4 * num_params)
+
+def available_memory() -> float:
+    "Bytes of memory available to a new allocation (`MemAvailable`, else the physical memory)."
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"): return float(line.split()[1]) * 1024
+    except OSError: pass
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+def _check_inputs(self: SubsetInfluence):
+    "Load the data, decide the fixed test points and check the run fits in memory, before any phase computes."
+    fixed_test_choice(self)
+    x, y, _, _ = self.data
+    P = (x.shape[1] + 1) * (1 if self.binary else self.num_classes)
+    need, have = estimated_run_bytes(self.config, len(y), P), available_memory()
+    if need > have:
+        raise ValueError(f"{self.config['num_subsets']:,} sizes per group type make about "
+                         f"{GROUPS_PER_SIZE * self.config['num_subsets']:,} groups of up to "
+                         f"{self.config['subset_max_rel_size'] if self.config['subset_choice_type'] == 'range' else self.config['subset_rel_size']:g} "
+                         f"of {len(y):,} points, which need at least {need / 1e9:,.1f} GB, more than the "
+                         f"{have / 1e9:,.1f} GB of memory available here: use fewer (--num-subsets)")
+SubsetInfluence.check_inputs = _check_inputs
+
 @phase(2, "pick_test_points")
 def _pick_test_points(self: SubsetInfluence):
-    return dict(fixed_test=pick_fixed_test(self.R["initial_test_losses"], self.config["dataset_id"], seed=self.config["subset_seed"]))
+    rule, fixed, why = fixed_test_choice(self)
+    if fixed is None: fixed = pick_fixed_test(self.R["initial_test_losses"], None, seed=self.config["subset_seed"], frozen={})
+    return dict(fixed_test=fixed, fixed_test_rule=rule, fixed_test_reason=why)
 
 def _fixed_targets(self):
     from groupinf.influence import Target
