@@ -1,10 +1,9 @@
 """Promises about archives and data files, tried as an attacker and a careless user would: nothing escapes the data
 directory, damaged or substituted files are refused before anything is extracted or read, and `fetch` says what it
 verified. The command is the installed `groupinf` console script, run offline as a subprocess."""
-import gzip, io, os, shutil, subprocess, tarfile
+import io, os, shutil, subprocess, tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import groupinf.data as gd
