@@ -261,7 +261,6 @@ CLI_CASES = {
     "unwritable-out-dir": (["run", "subsets", "--num-subsets", "1", "--out-dir", "{tmp}/a_file/out"],
                            "groupinf: error: [Errno 20] Not a directory: "),
     "non-positive-fixed-reg": (["run", "subsets", "--fixed-reg", "0"], "groupinf: error: fixed_reg must be positive; got 0.0"),
-    "zero-num-subsets": (["run", "subsets", "--num-subsets", "0"], "groupinf: error: num_subsets must be >= 1; got 0"),
     "missing-data-offline": (["run", "subsets", "--dataset-id", "hospital", "--data-dir", "{tmp}/data", "--num-subsets", "1"],
                              "groupinf: error: dataset_diabetes.zip is not available here: could not download "),
     "negative-l2-reg": (["demo", "--rel-l2-reg", "-1"], "groupinf: error: l2_reg must be finite and >= 0; got -455.0"),
@@ -305,3 +304,10 @@ def test_the_command_reports_bad_input_in_one_line_exits_1_and_leaves_no_results
 
 RUN_OF = {"unknown-dataset": ("ss_logreg", "no_such_data_range-1_seed-0"),
           "missing-data-offline": ("ss_logreg", "hospital_range-1_seed-0")}
+
+
+def test_bad_option_values_are_refused_by_the_parser_before_any_work(tmp_path):
+    r = subprocess.run([shutil.which("groupinf"), "run", "subsets", "--num-subsets", "0", "--out-dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120, env=ENV)
+    assert r.returncode == 2 and "argument --num-subsets: expected a number of group sizes from 1 to" in r.stderr
+    assert not any(tmp_path.iterdir())
