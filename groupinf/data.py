@@ -236,12 +236,13 @@ def file_digests(path # a data file
     if _stamp_key(path.stat()) == _stamp_key(st): _write_stamp(path, st, digests)   # unchanged while it was read
     return digests
 
+_OPT_OUT = "pass verify=False to load_dataset, --no-verify to groupinf, or set GROUPINF_VERIFY=0"
+
 def _mismatch_message(path, remote: RemoteFile, kind: str, have: str) -> str:
     where = " or ".join(remote.urls)
     return (f"{path} is not the file groupinf expects: its {kind} is {have}, the pinned {kind} is {remote.checksum[1]}. "
             f"The right file comes from {where}. Move or delete this file and groupinf downloads the right one; to use "
-            f"it anyway (a variant you chose), pass verify=False to load_dataset, --no-verify to groupinf, or set "
-            f"GROUPINF_VERIFY=0")
+            f"it anyway (a variant you chose), {_OPT_OUT}")
 
 def _verify_recorded(path: Path, remote: RemoteFile) -> Path:
     "A file with no published checksum: compared with the SHA-256 recorded when groupinf downloaded it, if it did."
@@ -255,8 +256,7 @@ def _verify_recorded(path: Path, remote: RemoteFile) -> Path:
     if have != recorded:
         raise ChecksumError(f"{path} changed since groupinf downloaded it: its sha256 is {have}, the one recorded at the "
                             f"download is {recorded} (its source publishes no checksum). Move or delete it and groupinf "
-                            f"downloads it again from {remote.url}; to use it anyway, pass verify=False to load_dataset, "
-                            f"--no-verify to groupinf, or set GROUPINF_VERIFY=0")
+                            f"downloads it again from {remote.url}; to use it anyway, {_OPT_OUT}")
     return path
 
 def verify_file(path, # a file under the data directory

@@ -19,11 +19,11 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['GROUP_TYPES', 'FIXED_TEST', 'FROZEN_TEST_PROVENANCE', 'FIXED_TEST_CHOICES', 'TAIL_FRACTIONS', 'KMEANS_CLUSTERS',
            'CLUSTER_DIM', 'requested_sizes', 'simplified_tag', 'random_groups', 'random_same_class_groups',
-           'pick_fixed_test', 'parse_fixed_test', 'is_paper_copy', 'choose_fixed_test', 'tail_phase_sizes',
-           'tail_window', 'influence_tail_groups', 'principal_coordinates', 'hierarchical_memory_bytes',
-           'hierarchical_labels', 'kmeans_labels', 'clusterings', 'cluster_groups', 'feature_window_groups',
-           'pick_subsets', 'groups_by_value', 'turker_groups', 'labelling_function_groups', 'pad_groups',
-           'unpad_groups', 'group_indicator']
+           'pick_fixed_test', 'parse_fixed_test', 'is_paper_copy', 'choose_fixed_test', 'fixed_test_points',
+           'tail_phase_sizes', 'tail_window', 'influence_tail_groups', 'principal_coordinates',
+           'hierarchical_memory_bytes', 'hierarchical_labels', 'kmeans_labels', 'clusterings', 'cluster_groups',
+           'feature_window_groups', 'pick_subsets', 'groups_by_value', 'turker_groups', 'labelling_function_groups',
+           'pad_groups', 'unpad_groups', 'group_indicator']
 
 # %% ../nbs/05_groups.ipynb #e561fd64
 def _check_int(value, name, minimum=None):
@@ -214,6 +214,13 @@ def choose_fixed_test(how: str | Sequence[int], # see `parse_fixed_test`
               f"this is not the paper's copy of {dataset_id!r}, so its frozen list does not apply ({why})" if listed else
               f"{dataset_id!r} has no frozen list")
     return "rule", None, f"the 3 highest-loss test points and 3 seeded draws from the rest: {reason}"
+
+def fixed_test_points(choice: tuple, # a `choose_fixed_test` result
+                      losses, # the test losses at θ̂, from which the rule picks
+                      seed: int = 0, # the rule's seed
+                     ) -> np.ndarray:
+    "The indices a `choose_fixed_test` choice stands for: its own list, else the rule's pick from `losses`."
+    return choice[1] if choice[1] is not None else pick_fixed_test(losses, None, seed=seed, frozen={})
 
 # %% ../nbs/05_groups.ipynb #dc213e6f
 TAIL_FRACTIONS = (0.0025, 0.025, 0.1, 0.25)
@@ -529,9 +536,11 @@ def _check_group(group, j, n=None):
     if g.ndim != 1: raise ValueError(f"group {j} must be a 1-d array of indices, got shape {g.shape}")
     if g.size == 0: raise ValueError(f"group {j} is empty")
     if not np.issubdtype(g.dtype, np.integer): raise ValueError(f"group {j} must hold integer indices, got dtype {g.dtype}")
+    lo, hi = int(g.min()), int(g.max())                  # Python ints: exact for any integer dtype, uint64 included
+    if lo < 0: raise ValueError(f"group {j} has a negative index {lo}")
+    if n is not None and hi >= n: raise ValueError(f"group {j} has index {hi}, out of range for n = {n}")
+    if hi > np.iinfo(np.int64).max: raise ValueError(f"group {j} has index {hi}, larger than any training set")
     g = g.astype(np.int64)
-    if g.min() < 0: raise ValueError(f"group {j} has a negative index {g.min()}")
-    if n is not None and g.max() >= n: raise ValueError(f"group {j} has index {g.max()}, out of range for n = {n}")
     s = np.sort(g)
     dup = s[1:][s[1:] == s[:-1]]
     if dup.size: raise ValueError(f"group {j} repeats index {dup[0]}")

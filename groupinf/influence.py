@@ -4,6 +4,7 @@
 
 # %% ../nbs/04_influence.ipynb #5ca30054
 from __future__ import annotations
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
@@ -11,13 +12,13 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .objective import (Features, as_features, check_features, check_labels, check_weights, check_positive, logits,
                                 probabilities, losses_from_logits, residuals, per_example_gradients, gradient_operator,
-                                point_scores, group_sums, batch_size_for)
+                                point_scores, group_sums, batch_size_for, objective_and_gradient)
 from .hessian import HessianSystem, removal_bytes, hvp, hessian, third_derivative, ConvergenceError
 from .model import LogisticRegression, newton_columns, SystemSteps
 from .groups import group_indicator
 
 # %% auto #0
-__all__ = ['SECOND_ORDER_KINDS', 'ESTIMATORS', 'Target', 'GroupInfluence', 'Retrained']
+__all__ = ['OPTIMUM_SLACK', 'SECOND_ORDER_KINDS', 'ESTIMATORS', 'Target', 'GroupInfluence', 'Retrained']
 
 # %% ../nbs/04_influence.ipynb #01d3f9fc
 @dataclass
@@ -59,6 +60,8 @@ class Target:
     def __len__(self): return len(self.weights)
 
 # %% ../nbs/04_influence.ipynb #33af5a4a
+OPTIMUM_SLACK = 1e3  # how far above the fit's own tolerance the gradient at θ̂ may be on the data given to the engine
+
 class GroupInfluence:
     "Group-influence estimators for a fitted `LogisticRegression` and its training data."
     def __init__(self,
@@ -69,7 +72,8 @@ class GroupInfluence:
                  inverse_hvp_method: str = "auto", # 'auto', 'primal', 'dual', 'matrix-free' ('explicit', 'cg' also accepted)
                  max_memory: float | None = None, # bytes for the Hessian and batched intermediates; the model's budget when None
                  cg_tol: float = 1e-10, # relative residual of conjugate-gradient solves
-                 progress: bool = True): # show progress bars on loops over groups
+                 progress: bool = True, # show progress bars on loops over groups
+                 check_optimum: bool = True): # refuse data at which the model is not at its optimum
         if not hasattr(model, "theta_"): raise ValueError("model must be fitted before computing influence")
         self.model, self.progress = model, progress
         self.max_memory = check_positive(model.max_memory if max_memory is None else max_memory, "max_memory")
@@ -85,8 +89,25 @@ class GroupInfluence:
         self.n, self.P, self.l2_reg, self.cg_tol = sy.n, sy.P, model.l2_reg, cg_tol
         self.method = self.strategy = sy.strategy
         self.r = residuals(self.layout, sy.probs, self.labels)[:, 0, :]  # n × R, at θ̂
+        if check_optimum: self.check_optimum()
 
     def __repr__(self): return f"GroupInfluence(n={self.n}, P={self.P}, strategy={self.strategy!r})"
+
+    def optimality(self) -> tuple[float, float]:
+        "`‖∇L(θ̂)‖` on the given data, and the tolerance the fit met there, `tol · max(1, ‖∇L(0)‖)`."
+        Theta = tf.stack([self.theta, tf.zeros_like(self.theta)], 1)
+        _, G, _ = objective_and_gradient(self.layout, self.x, self.labels, self.s, self.l2_reg, Theta)
+        at_fit, at_zero = tf.norm(G, axis=0).numpy()
+        return float(at_fit), self.model.tol * max(1.0, float(at_zero))
+
+    def check_optimum(self):
+        "A ValueError unless the model is at the optimum of the given data (within `OPTIMUM_SLACK` times its `tol`)."
+        norm, tol = self.optimality()
+        if not norm <= OPTIMUM_SLACK * tol:
+            raise ValueError(f"the model is not at the optimum of the data given to GroupInfluence: the gradient norm "
+                             f"there is {norm:.3g}, above {OPTIMUM_SLACK:g} × its fit tolerance {tol:.3g}. Pass the "
+                             "features, labels and sample weights the model was fitted on, or refit it on these; "
+                             "check_optimum=False skips this check")
 
     @property
     def G(self):
@@ -419,16 +440,24 @@ def param_change_norms(self: GroupInfluence, dparams):
 ESTIMATORS = ("pred", "newton", "pparam", "nparam", "second_order", "neumann2", "second_order_exact", "actual")
 _SECOND_ORDER = {"second_order": "basu", "neumann2": "neumann2", "second_order_exact": "exact"}  # estimator -> kind
 
+def _as_targets(targets) -> dict:
+    "Targets as a dict name -> `Target`: none for None, `{'target': t}` for one `Target` t."
+    if targets is None: return {}
+    if isinstance(targets, Target): return {"target": targets}
+    if not isinstance(targets, Mapping) or not all(isinstance(t, Target) for t in targets.values()):
+        raise TypeError(f"targets must be a Target or a dict name -> Target; got {type(targets).__name__}")
+    return dict(targets)
+
 @patch
 def influence(self: GroupInfluence,
               groups, # list of index arrays into the training set
-              targets: dict | None = None, # name -> Target (fixed test losses, margins, loss sums)
+              targets: dict | Target | None = None, # name -> Target (fixed test losses, margins, loss sums), or one Target
               estimators=ESTIMATORS, # which estimators to compute
               self_kinds=None): # self-targets: ('loss',) and, binary, ('loss', 'margin') by default
     "All requested estimators on all targets for all groups, as a dict of arrays."
     unknown = set(estimators) - set(ESTIMATORS)
     if unknown: raise ValueError(f"unknown estimators {sorted(unknown)}; choose from {ESTIMATORS}")
-    targets = targets or {}
+    targets = _as_targets(targets)
     self_kinds = self_kinds or (("loss", "margin") if self.layout.binary else ("loss",))
     self._scope = {"groups": groups, "A_1": group_indicator(groups, self.n).tocsc()}  # validates the groups
     try: return self._influence(groups, targets, estimators, self_kinds)

@@ -47,21 +47,26 @@ class Layout:
         return tf.concat([tf.ones(self.num_weights, dtype), tf.zeros(self.num_params - self.num_weights, dtype)], 0)
 
 # %% ../nbs/02_objective.ipynb #dd7a5e0e
+def _check_real(dtype, name):
+    "A TypeError naming `name` unless `dtype` is real: numbers or booleans, never complex (its imaginary part would be dropped)."
+    if np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real; got complex dtype {dtype} (pass x.real if the imaginary part is zero)")
+    if not (np.issubdtype(dtype, np.number) or dtype == bool): raise TypeError(f"{name} must be numeric; got dtype {dtype}")
+
 def check_features(x, # features (n × d): a NumPy array or any SciPy sparse matrix
                    dtype=np.float64, # the floating type to use
                    name: str = "x"): # the argument's name, for error messages
-    "`x` as a C-contiguous array or a canonical CSR matrix of `dtype`, checked: 2-d, numeric, finite."
+    "`x` as a C-contiguous array or a canonical CSR matrix of `dtype`, checked: 2-d, real, finite."
     if sp.issparse(x):
         if len(x.shape) != 2: raise ValueError(f"{name} must be a 2-d matrix (n, d); got shape {x.shape}")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise TypeError(f"{name} must be numeric; got dtype {x.dtype}")
+        _check_real(x.dtype, name)
         x = sp.csr_matrix(x, dtype=dtype, copy=True)
         x.sum_duplicates(); x.sort_indices()
         if not np.all(np.isfinite(x.data)): raise ValueError(f"{name} contains NaN or infinite values")
         return x
     x = np.asarray(x)
     if x.ndim != 2: raise ValueError(f"{name} must be a 2-d array (n, d); got shape {x.shape}")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool): raise TypeError(f"{name} must be numeric; got dtype {x.dtype}")
+    _check_real(x.dtype, name)
     x = np.ascontiguousarray(x, dtype=dtype)
     if not np.all(np.isfinite(x)): raise ValueError(f"{name} contains NaN or infinite values")
     return x
@@ -86,6 +91,7 @@ def check_weights(sample_weight, # per-example weights (n,), or None for ones
                   dtype=np.float64) -> np.ndarray:
     "Sample weights as an array of `dtype`, checked: shape (n,), finite, non-negative; ones when None."
     if sample_weight is None: return np.ones(n, dtype)
+    _check_real(np.asarray(sample_weight).dtype, "sample_weight")
     s = np.asarray(sample_weight, dtype=dtype)
     if s.shape != (n,): raise ValueError(f"sample_weight must have shape ({n},); got {s.shape}")
     if not np.all(np.isfinite(s)) or np.any(s < 0): raise ValueError("sample_weight must be finite and non-negative")

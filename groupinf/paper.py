@@ -4,6 +4,7 @@
 
 # %% ../nbs/20_paper_figures.ipynb #abe699b7
 from __future__ import annotations
+from collections.abc import Mapping
 from pathlib import Path
 import numpy as np
 from .runner import load_results, load_config
@@ -137,25 +138,33 @@ PAPER_SPEARMAN = {  # (figure, target) -> dataset -> ρ, from the authors' June 
     ("Fig. 2", "test prediction (Newton)"): {"hospital": 0.99867449, "spam": 0.99489684, "dogfish": 0.99756589, "reduced_cdr": 0.99125161},
 }
 
-def reproduction_table(runs):
-    "Paper's Spearman ρ beside ours for every (figure, target) and dataset with a run."
+def reproduction_table(runs, # dataset id -> run directory, as from `find_subset_runs`
+                       stand_ins: Mapping[str, str] | None = None, # paper dataset -> the run to use when it has none
+                      ):
+    "The paper's Spearman ρ beside ours for every row of Figures 1 and 2 and every dataset, naming the data ours is on."
     import pandas as pd
-    _, f1 = figure1(runs); _, f2 = figure2(runs)
     import matplotlib.pyplot as plt
+    _, f1 = figure1(runs); _, f2 = figure2(runs)
     plt.close("all")
+    ours = {("Fig. 1", "test prediction"): f1.iloc[0], ("Fig. 1", "test loss"): f1.iloc[1], ("Fig. 1", "self-loss"): f1.iloc[2],
+            ("Fig. 2", "test prediction (Newton)"): f2.iloc[0] if len(f2.columns) else pd.Series(dtype=float)}
+    stand_ins = dict(stand_ins or {})
+    used = {stand_ins[d] for d in PAPER_ORDER if d not in runs and d in stand_ins}
     rows = []
-    for d, path in runs.items():
-        R = load_results(path)
-        ours = {("Fig. 1", "test prediction"): f1.iloc[0], ("Fig. 1", "test loss"): f1.iloc[1], ("Fig. 1", "self-loss"): f1.iloc[2],
-                ("Fig. 2", "test prediction (Newton)"): f2.iloc[0] if len(f2.columns) else None}
-        for key, paper in PAPER_SPEARMAN.items():
-            series = ours[key]
-            val = series.get(DISPLAY_NAMES.get(d, d), np.nan) if series is not None else np.nan
-            if np.isnan(val) and d not in paper: continue
-            rows.append(dict(figure=key[0], target=key[1], dataset=DISPLAY_NAMES.get(d, d), paper=paper.get(d, np.nan), ours=val,
-                             groups=len(R["subset_tags"]), n_train=len(R["initial_train_losses"]),
-                             rel_l2_reg=float(R["cv_l2_reg"]) / len(R["initial_train_losses"])))
+    for key, paper in PAPER_SPEARMAN.items():
+        for d in [*PAPER_ORDER, *(r for r in runs if r not in PAPER_ORDER and r not in used)]:
+            src = d if d in runs else stand_ins.get(d)
+            val = ours[key].get(DISPLAY_NAMES.get(src, src), np.nan) if src in runs else np.nan
+            if d not in paper and np.isnan(val): continue              # a row the paper's figure leaves blank
+            R = load_results(runs[src]) if src in runs else None
+            rows.append(dict(figure=key[0], target=key[1], dataset=DISPLAY_NAMES.get(d, d), paper=paper.get(d, np.nan),
+                             ours=val, computed_on=("no run" if src not in runs else src if src == d else
+                                                    f"{src} (stand-in: {d} is not here)"),
+                             groups=len(R["subset_tags"]) if R else np.nan,
+                             n_train=len(R["initial_train_losses"]) if R else np.nan,
+                             rel_l2_reg=float(R["cv_l2_reg"]) / len(R["initial_train_losses"]) if R else np.nan))
     return pd.DataFrame(rows)
+
 
 # %% ../nbs/20_paper_figures.ipynb #c0d70a4f
 def write_paper_figures(out_dir, # where `groupinf run` wrote its runs

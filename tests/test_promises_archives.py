@@ -134,3 +134,44 @@ def test_a_file_without_a_published_hash_is_held_to_the_digest_recorded_at_its_d
     with pytest.warns(gd.UnverifiedDataWarning):
         gd.load_dataset("spam", data_dir=tmp_path / "data", min_df=1, verify=False)
     assert len(list((tmp_path / "data" / "spam" / "enron1" / "ham").iterdir())) == 3
+
+
+@pytest.mark.parametrize("kind, what", [(tarfile.FIFOTYPE, "a FIFO"), (tarfile.CHRTYPE, "a device file"),
+                                        (tarfile.BLKTYPE, "a device file")], ids=["fifo", "char-device", "block-device"])
+def test_an_archive_with_a_special_file_is_refused_naming_the_member(tmp_path, kind, what):
+    archive = tmp_path / "a.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.addfile(tarfile.TarInfo("enron1/ham/a.txt"), io.BytesIO(b""))
+        info = tarfile.TarInfo("enron1/ham/dev"); info.type = kind; t.addfile(info)
+    with pytest.raises(gd.UnsafeArchiveError, match=f"member 'enron1/ham/dev' is {what}; archives with links or special"):
+        gd.extract_archive(archive, tmp_path / "out")
+    assert data_files(tmp_path / "out") == []
+
+
+def test_an_archive_that_expands_past_its_limit_is_refused_and_nothing_is_left(tmp_path):
+    archive = tmp_path / "bomb.tar.gz"                    # 8 MB of zeros compress ~1000-fold: past 200× plus 1 MB
+    tar_of(archive, [("enron1/ham/zeros.txt", "file", bytes(8 << 20))])
+    limit = gd.MAX_EXPANSION * archive.stat().st_size + (1 << 20)
+    with pytest.raises(gd.UnsafeArchiveError, match=rf"extracts to more than {gd.MAX_EXPANSION}× its size \({limit:,} bytes\)"):
+        gd.extract_archive(archive, tmp_path / "out")
+    assert data_files(tmp_path / "out") == []
+    small = tar_of(tmp_path / "ok.tar.gz", [("enron1/ham/zeros.txt", "file", bytes(1 << 19))])   # within the 1 MB allowance
+    assert (gd.extract_archive(small, tmp_path / "ok") / "enron1/ham/zeros.txt").stat().st_size == 1 << 19
+
+
+def test_a_full_disk_is_named_and_not_blamed_on_the_download(tmp_path, monkeypatch):
+    archive = tar_of(tmp_path / "a.tar.gz", [("enron1/ham/a.txt", "file", b"x" * 1000)])
+    real_fdopen = os.fdopen
+    class Full(io.RawIOBase):
+        def __init__(self, fd): self.f = real_fdopen(fd, "wb")
+        def writable(self): return True
+        def write(self, b): raise OSError(28, "No space left on device")
+        def close(self): self.f.close(); super().close()
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: Full(fd) if "w" in mode else real_fdopen(fd, mode, *a, **k))
+    with pytest.raises(gd.DataError) as e:
+        gd.extract_archive(archive, tmp_path / "out")
+    msg = str(e.value)
+    assert msg.startswith(f"no space left on the device while extracting {archive} into ") and "the archive itself is fine" in msg
+    assert "download it again" not in msg
+    monkeypatch.undo()
+    assert data_files(tmp_path / "out") == []

@@ -153,8 +153,8 @@ def test_an_exactly_singular_hessian_at_the_optimum_is_refused_or_gives_finite_e
     "λ = 0 and a duplicated feature: H is exactly singular. A clear error, or finite effects; never NaN."
     rng = np.random.RandomState(3)
     x = rng.randn(100, 3); y = (x[:, 0] + rng.randn(100) > 0).astype(np.int64)
-    base = LogisticRegression(1e-3).fit(x, y).params
-    xd = np.hstack([x, x[:, :1]])
+    base = LogisticRegression(0.0).fit(x, y).params          # the optimum at λ = 0 (the data are not separable) ...
+    xd = np.hstack([x, x[:, :1]])                             # ... stays one with a copy of feature 0 at weight 0
     m = LogisticRegression.from_params(np.concatenate([base[:3], [0.0], base[3:]]), 0.0, 4, 2)
     try:
         e = GroupInfluence(m, xd, y, inverse_hvp_method=method, progress=False)

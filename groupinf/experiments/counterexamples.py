@@ -335,13 +335,12 @@ def figure4_data(R, ranking: str = "original") -> tuple:
 def figure4(R_gauss4, R_ortho2, ranking: str = "original", title: str | None = None):
     "Figure 4 of the paper: gauss4's constructed test point (left) and ortho2's (1, 1) (right); returns (fig, [ρ, ρ])."
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 6))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6), layout="constrained")   # room for the suptitle above the panel titles
     rhos = [counterexample_panel(ax, *figure4_data(R, ranking), title=t)
             for ax, R, t in zip(axes, (R_gauss4, R_ortho2), ("Gaussian mixture with N = D (gauss4)", "orthogonal points (ortho2)"))]
     axes[0].set_ylabel("Influence on test prediction", fontsize=13)
     fig.supxlabel("Newton approximation", fontsize=13)
     if title: fig.suptitle(title, fontsize=13)
-    fig.tight_layout()
     return fig, rhos
 
 # %% ../../nbs/12_counterexamples.ipynb #5552f250

@@ -8,7 +8,7 @@ import argparse, functools, json, time
 import numpy as np
 from ..runner import Experiment, logger, phase
 from ..model import LogisticRegression
-from ..groups import choose_fixed_test, is_paper_copy, pick_fixed_test, turker_groups, pad_groups, unpad_groups
+from ..groups import choose_fixed_test, fixed_test_points, is_paper_copy, turker_groups, pad_groups, unpad_groups
 from .subsets import cv_grid, retrained_rows, retrain_results, fold_bounds, fit_folds
 
 # %% auto #0
@@ -305,9 +305,9 @@ def _ca_pick_test_points(self: CreditAssignment):
     for split, key in (("test", "fixed_test"), ("nonfires", "fixed_nonfires")):  # a frozen list on the paper's copy, else the rule
         losses = self.R[f"initial_{split}_losses"]
         label = f"{c['dataset_id']} {split}"
-        rule, fixed, why = choose_fixed_test("auto" if c["use_frozen_fixed_points"] else "rule", label, len(losses), copy,
-                                             {label: frozen[split]} if split in frozen else {})
-        out[key] = pick_fixed_test(losses, None, seed=0, frozen={}) if fixed is None else fixed
+        choice = rule, _, why = choose_fixed_test("auto" if c["use_frozen_fixed_points"] else "rule", label, len(losses),
+                                                  copy, {label: frozen[split]} if split in frozen else {})
+        out[key] = fixed_test_points(choice, losses)
         out[f"{key}_rule"], out[f"{key}_reason"] = rule, why
         logger.info("%s points: %s", key.replace("_", " "), why)
     return out

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from ..runner import Experiment, logger, phase
 from ..model import LogisticRegression
-from ..groups import choose_fixed_test, is_paper_copy, pick_fixed_test, labelling_function_groups, pad_groups, unpad_groups, group_indicator
+from ..groups import choose_fixed_test, fixed_test_points, is_paper_copy, labelling_function_groups, pad_groups, unpad_groups, group_indicator
 from .subsets import cv_grid, retrain_results
 from .credit_assignment import (cross_validate, retrain_task, influence_engine, unpack_effects,
                                                     correlation_table, INVERSE_HVP_METHODS)
@@ -325,8 +325,8 @@ def _dv_pick_test_points(self: DataValuation):
     c, n = self.config, len(self.R["initial_test_losses"])
     frozen = VALUATION_FIXED_TEST_BALANCED if c["balance_test"] else VALUATION_FIXED_TEST
     copy = is_paper_copy(c["dataset_id"], n, data_dir=c.get("data_dir"))
-    rule, fixed, why = choose_fixed_test("auto" if c["use_frozen_fixed_test"] else "rule", c["dataset_id"], n, copy, frozen)
-    if fixed is None: fixed = pick_fixed_test(self.R["initial_test_losses"], None, seed=0, frozen={})
+    choice = rule, _, why = choose_fixed_test("auto" if c["use_frozen_fixed_test"] else "rule", c["dataset_id"], n, copy, frozen)
+    fixed = fixed_test_points(choice, self.R["initial_test_losses"])
     logger.info("fixed test points: %s", why)
     return dict(fixed_test=fixed, fixed_test_rule=rule, fixed_test_reason=why)
 

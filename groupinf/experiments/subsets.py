@@ -10,7 +10,7 @@ from ..runner import Experiment, logger, phase
 from ..data import load_dataset
 from ..objective import Features, Layout, batch_size_for, logits, losses_from_logits, probabilities, residuals
 from ..model import LogisticRegression
-from ..groups import choose_fixed_test, is_paper_copy, parse_fixed_test, pick_fixed_test, pick_subsets, pad_groups, unpad_groups, simplified_tag, CLUSTER_DIM
+from ..groups import choose_fixed_test, fixed_test_points, is_paper_copy, parse_fixed_test, pick_subsets, pad_groups, unpad_groups, simplified_tag, CLUSTER_DIM
 
 # %% auto #0
 __all__ = ['DATASET_SETTINGS', 'STANDS_IN_FOR', 'INVERSE_HVP_METHODS', 'CV_CHUNK', 'RETRAIN_CHUNK', 'NEWTON_CHUNK',
@@ -303,8 +303,11 @@ def estimated_run_bytes(config: dict, # a `subsets_config`
                         num_params: int # P
                        ) -> float:
     "A lower bound on the memory of a run's per-group arrays: each group's indices and four parameter-sized vectors."
-    largest = config["subset_rel_size"] if config["subset_choice_type"] == "types" else config["subset_max_rel_size"]
-    return GROUPS_PER_SIZE * config["num_subsets"] * 8.0 * (largest * n + 4 * num_params)
+    return GROUPS_PER_SIZE * config["num_subsets"] * 8.0 * (_largest_rel_size(config) * n + 4 * num_params)
+
+def _largest_rel_size(config):
+    "The largest group a configuration draws, as a fraction of the training set."
+    return config["subset_rel_size"] if config["subset_choice_type"] == "types" else config["subset_max_rel_size"]
 
 def available_memory() -> float:
     "Bytes of memory available to a new allocation (`MemAvailable`, else the physical memory)."
@@ -323,7 +326,7 @@ def _check_inputs(self: SubsetInfluence):
     if need > have:
         raise ValueError(f"{self.config['num_subsets']:,} sizes per group type make about "
                          f"{GROUPS_PER_SIZE * self.config['num_subsets']:,} groups of up to "
-                         f"{self.config['subset_max_rel_size'] if self.config['subset_choice_type'] == 'range' else self.config['subset_rel_size']:g} "
+                         f"{_largest_rel_size(self.config):g} "
                          f"of {len(y):,} points, which need at least {need / 1e9:,.1f} GB, more than the "
                          f"{have / 1e9:,.1f} GB of memory available here: use fewer (--num-subsets)")
 SubsetInfluence.check_inputs = _check_inputs
@@ -331,7 +334,7 @@ SubsetInfluence.check_inputs = _check_inputs
 @phase(2, "pick_test_points")
 def _pick_test_points(self: SubsetInfluence):
     rule, fixed, why = fixed_test_choice(self)
-    if fixed is None: fixed = pick_fixed_test(self.R["initial_test_losses"], None, seed=self.config["subset_seed"], frozen={})
+    fixed = fixed_test_points((rule, fixed, why), self.R["initial_test_losses"], seed=self.config["subset_seed"])
     return dict(fixed_test=fixed, fixed_test_rule=rule, fixed_test_reason=why)
 
 def _fixed_targets(self):
@@ -527,11 +530,11 @@ def influence_figure(R, binary, estimator="pred", test_index=0, dataset=""):
     if binary: panels.append((R["subset_fixed_test_actl_margin_infl"][:, test_index], R[f"subset_fixed_test_{estimator}_margin_infl"][:, test_index], f"test prediction (point {t})"))
     panels.append((R["subset_fixed_test_actl_infl"][:, test_index], R[f"subset_fixed_test_{estimator}_infl"][:, test_index], f"test loss (point {t})"))
     panels.append((R["subset_self_actl_infl"], R[f"subset_self_{estimator}_infl"], "self-loss"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 5.0), layout="constrained")
     for ax, (a, e, title) in zip(np.atleast_1d(axes), panels): scatter_panel(ax, a, e, R["subset_tags"], title, ESTIMATOR_LABELS[estimator])
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="upper left", frameon=False)
+    handles, labels = np.atleast_1d(axes)[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=10, frameon=False, markerscale=2.5)
     fig.suptitle(f"{dataset}: {ESTIMATOR_LABELS[estimator]} against the actual effect of removing each group", fontsize=11)
-    fig.tight_layout()
     return fig
 
 def _summarize(self: SubsetInfluence): return summary_table(self.R, self.binary)
