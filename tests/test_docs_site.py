@@ -2,14 +2,20 @@
 
 The site is built into a temporary folder (or into `$GROUPINF_DOCS_SITE` when set, to keep it), served on
 127.0.0.1 by the standard library's http.server, and every page is opened with Playwright driving Debian's
-chromium (`/usr/bin/chromium`, or `$GROUPINF_CHROMIUM`). Checked on every page: no console errors, no failed
-requests, no request to any other host; navigation links answer 200; images decode; math is typeset by the
-site's own MathJax; every exported function and class of the key modules has its API entry; the search index exists
-and the search box finds an API name. Screenshots of the home page and of one notebook page are written to
-`tests/artifacts/` (or `$GROUPINF_DOCS_ARTIFACTS`).
+chromium (`/usr/bin/chromium`, or `$GROUPINF_CHROMIUM`) at 1400 x 900. Checked on every page: no console errors,
+no failed requests, no request to any other host; navigation links answer 200; no duplicate ids; every same-site
+`#anchor` link reaches an id of its target page; images decode; math is typeset by the site's own MathJax; no stderr
+output blocks; nothing wider than the content column unless it scrolls in its own box; no code broken inside words;
+DataFrames shown as HTML tables; API entries once each, each class before its methods, signatures free of markdown
+link text, documented parameters as tables; every exported function and class of the key modules has its API entry;
+"edit this page" / "report an issue" links and the repository link in the header. The home page links every page,
+the sidebar is grouped in sections, the search index text is clean and the search box finds an API name.
+Full-page screenshots of the home, influence, subset-influence and paper-figures pages (and of the first experiment
+page) are written to `tests/artifacts/` (or `$GROUPINF_DOCS_ARTIFACTS`).
 
 Without chromium or playwright the browser tests are skipped, except when CI is set, where they fail.
-The first tests check the build helpers on small notebooks and need no browser.
+The first tests check the build helpers on small notebooks, and the `$` balance of the notebooks' markdown;
+they need no browser.
 """
 from __future__ import annotations
 
@@ -41,6 +47,9 @@ ARTIFACTS = Path(os.environ.get('GROUPINF_DOCS_ARTIFACTS', ROOT / 'tests' / 'art
 # passed over; names come from groupinf/_modidx.py and each module's __all__).
 KEY_MODULES = ['data', 'model', 'hessian', 'influence', 'groups', 'runner', 'plots', 'cli']
 BUILD_TIMEOUT = 1800
+VIEWPORT = {'width': 1400, 'height': 900}
+# Pages whose full-page screenshots are kept as CI artefacts (besides the home page and the first experiment).
+SCREENSHOT_PAGES = ('influence.html', 'subset_influence.html', 'paper_figures.html')
 
 
 # ------------------------------------------------------------------------------ build helpers, no browser
@@ -90,6 +99,113 @@ def test_nav_tree_follows_folders():
     nav = [('Home', 'index.ipynb'), ('Data', 'data.ipynb'), ('X', '01_exp/x.ipynb'), ('Z', 'z.ipynb')]
     assert build_site.nav_tree(nav) == [{'Home': 'index.ipynb'}, {'Data': 'data.ipynb'},
                                         {'exp': [{'X': '01_exp/x.ipynb'}]}, {'Z': 'z.ipynb'}]
+
+
+def test_nav_sections_in_reading_order():
+    nav = [('Home', 'index.ipynb', 'index.ipynb'), ('Data', 'data.ipynb', '00_data.ipynb'),
+           ('CDR', 'datasets_cdr.ipynb', '01_datasets_cdr.ipynb'), ('Objective', 'objective.ipynb', '02_objective.ipynb'),
+           ('Subsets', 'subset_influence.ipynb', '10_subset_influence.ipynb'),
+           ('Figures', 'paper_figures.ipynb', '20_paper_figures.ipynb')]
+    tree = build_site.nav_tree(nav)
+    assert tree == [{'Home': 'index.ipynb'},
+                    {'Library': [{'Data': 'data.ipynb'}, {'Objective': 'objective.ipynb'}]},
+                    {'Datasets': [{'CDR': 'datasets_cdr.ipynb'}]},
+                    {'Experiments': [{'Subsets': 'subset_influence.ipynb'}]},
+                    {'Paper': [{'Figures': 'paper_figures.ipynb'}]}]
+    assert build_site.nav_pages(tree) == ['index.ipynb', 'data.ipynb', 'objective.ipynb', 'datasets_cdr.ipynb',
+                                          'subset_influence.ipynb', 'paper_figures.ipynb']
+
+
+def _sd(name, line, cid=None):
+    md = f'---\n\n[source](https://x/blob/main/pkg/m.py#L{line}){{target="_blank"}}\n\n### {name}\n\n```python\ndef f()\n```'
+    out = {'output_type': 'execute_result', 'metadata': {}, 'execution_count': 1, 'data': {'text/markdown': md}}
+    c = _code(f'#| echo: false\n#| output: asis\nshow_doc({name})', outputs=[out])
+    c['id'] = cid or f'auto-{name}'
+    return c
+
+
+def test_api_entries_once_class_first():
+    "nbdev's inserted entries (reversed, duplicating documented @patch methods) are deduplicated and reordered."
+    cells = [_md('## Engine'), _sd('C.b', 30), _sd('C.a', 20), _md('## More'), _sd('C.c', 40),
+             _sd('C', 10, 'own1'), _sd('C.b', 30, 'own2'), _sd('g', 50, 'own3'), _sd('g', 50)]
+    nb = build_site.tidy_api_entries({'cells': cells}, {'own1', 'own2', 'own3'})
+    names = [build_site.show_doc_name(c) or c['source'] for c in nb['cells']]
+    assert names == ['## Engine', 'C', 'C.a', '## More', 'C.c', 'C.b', 'g']
+    assert [c['id'] for c in nb['cells'] if build_site.show_doc_name(c) in ('C.b', 'g')] == ['own2', 'own3']
+
+
+def test_api_entry_rendering(tmp_path, monkeypatch):
+    "Signatures without comments or links, long defaults by name, classes as classes, docments as a table."
+    (tmp_path / 'fake_api_mod.py').write_text(
+        'BIG = {f"key{i}": tuple(range(10)) for i in range(5)}\n\n'
+        'def f(x: int, # the x\n      y=None, # the [`y`](./a.html#y)\n      z=BIG, w={"a" * 80: 1}) -> float:\n'
+        '    "Do it."\n\nclass K:\n    "A class."\n    def __init__(self, a: str = "s", # the a\n    ): pass\n'
+        '\nclass E(ValueError): "An error."\n', encoding='utf-8')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    mod = importlib.import_module('fake_api_mod')
+    md = build_site.api_entry_markdown(mod.f, 'f', '### f\n\n[source](https://x/m.py#L1){target="_blank"}')
+    sig = re.search(r'```python\n(.*?)```', md, re.DOTALL).group(1)
+    assert sig.startswith('def f(') and 'z=BIG' in sig and "w=…" in sig and '#' not in sig and '](' not in sig
+    assert '<table class="groupinf-params" data-api="f">' in md and '<code>x</code>' in md and 'the x' in md
+    assert '<a href="./a.html#y"><code>y</code></a>' in md  # links stay in the table, out of the signature
+    md = build_site.api_entry_markdown(mod.K, 'K', '### K')
+    assert "class K(a: str = 's')" in md and 'the a' in md
+    md = build_site.api_entry_markdown(mod.E, 'E', '### E')
+    assert 'class E(ValueError)' in md and 'groupinf-params' not in md
+    assert build_site.format_signature('def', 'g', [('a', None, None)], None) == 'def g(a)'
+
+
+def test_private_and_notebook_links():
+    assert build_site.unlink_private('see [`_newton`](../subset_influence.html#_newton) and [`f`](a.html#f), '
+                                     '[`C._p`](b.html#c._p)') == 'see `_newton` and [`f`](a.html#f), `C._p`'
+    stems = {'00_data': 'data.html', '01_datasets_cdr': 'datasets_cdr.html', '01_datasets_mnist': 'datasets_mnist.html'}
+    md = '* **Data** (`00_data`, `01_datasets_*`), `00_data.ipynb`, `x`\n```\n`00_data`\n```'
+    assert build_site.link_notebook_names(md, stems, 'index.html') == (
+        '* **Data** ([`00_data`](data.html), [`01_datasets_*`](datasets_cdr.html)), '
+        '[`00_data.ipynb`](data.html), `x`\n```\n`00_data`\n```')
+
+
+def test_duplicate_ids_renamed():
+    html_text = ('<div class="jp-Cell jp-MarkdownCell"><h2 id="layout">Layout<a class="anchor-link" href="#layout">'
+                 '</a></h2></div><div class="jp-Cell jp-CodeCell"><h3 id="layout">Layout<a class="anchor-link" '
+                 'href="#layout"></a></h3></div><div class="jp-Cell jp-MarkdownCell"><h3 id="checks">Checks</h3>'
+                 '<h3 id="checks">Checks</h3></div>')
+    out = build_site.dedupe_ids(html_text)
+    assert '<h2 id="layout-2">Layout<a class="anchor-link" href="#layout-2">' in out
+    assert '<h3 id="layout">Layout<a class="anchor-link" href="#layout">' in out
+    assert out.count('id="checks"') == 1 and out.count('id="checks-2"') == 1
+
+
+def test_stderr_dropped_and_search_text_clean():
+    err = {'output_type': 'stream', 'name': 'stderr', 'text': 'INFO run x complete: /tmp/y\n'}
+    nb = build_site.drop_stderr({'cells': [_code('run()', outputs=[_stream('ok\n'), err])]})
+    assert nb['cells'][0]['outputs'] == [_stream('ok\n')]
+    assert build_site.clean_search_text('Copied! a $\\lambda$ b $$x^2$$ c \\$5') == ' a \\lambda b x^2 c $5'
+
+
+_re_code_span = re.compile(r'(`+)(?:(?!\1).)+?\1', re.DOTALL)
+
+
+def _unbalanced_dollars(src: str) -> bool:
+    src = re.sub(r'^(```|~~~).*?^\1', '', src, flags=re.DOTALL | re.MULTILINE)  # fenced code
+    src = _re_code_span.sub('', src.replace('\\$', ''))
+    return src.count('$') % 2 == 1
+
+
+def test_markdown_math_dollars_balanced():
+    "No markdown cell of any notebook has an unbalanced `$` (escaped `\\$` and code spans aside)."
+    assert _unbalanced_dollars('cost $5 for $x$') and not _unbalanced_dollars('`$` \\$5 $x$ $$y$$\n```\n$\n```')
+    from nbdev.config import get_config
+    nbs_path = Path(get_config(path=ROOT).nbs_path)
+    bad = []
+    for rel in build_site.notebook_paths(nbs_path):
+        nb = json.loads((nbs_path / rel).read_text(encoding='utf-8'))
+        for i, c in enumerate(nb['cells']):
+            if c['cell_type'] != 'markdown': continue
+            src = ''.join(c['source']) if isinstance(c['source'], list) else c['source']
+            if _unbalanced_dollars(src): bad.append(f'{rel} cell {i}: {src[:70]!r}')
+    assert not bad, 'unbalanced $ in markdown:\n' + '\n'.join(bad)
 
 
 def test_links_become_local():
@@ -186,6 +302,17 @@ def _is_local(url: str, base: str) -> bool:
 _PAGE_FACTS_JS = """() => {
   const art = document.querySelector('article') || document.body;
   const text = el => el.textContent.replace(/\\u00b6/g, '').trim();
+  const api = Array.from(art.querySelectorAll('.jp-OutputArea-output h3, .jp-OutputArea-output h2'));
+  // Boxes that may scroll: anything inside the notebook, not the notebook (or the page) as a whole.
+  const nbk = art.querySelector('.jp-Notebook') || art;
+  const scrolls = el => { for (let e = el; e && e !== nbk && e !== art; e = e.parentElement) {
+      const o = getComputedStyle(e).overflowX; if (o === 'auto' || o === 'scroll') return true; } return false; };
+  const W = art.clientWidth, wide = [];
+  if (nbk.scrollWidth > nbk.clientWidth + 1) wide.push(`the notebook: ${nbk.scrollWidth} > ${nbk.clientWidth}`);
+  for (const el of art.querySelectorAll('*'))
+    if (el.scrollWidth > W + 1 && !scrolls(el))
+      wide.push(`${el.tagName}.${typeof el.className === 'string' ? el.className : ''} ${el.scrollWidth}px > ${W}px: `
+                + (el.textContent || '').trim().slice(0, 60));
   return {
     title: document.title,
     imgs: Array.from(art.querySelectorAll('img')).map(i => ({src: i.currentSrc || i.src, w: i.naturalWidth,
@@ -194,10 +321,32 @@ _PAGE_FACTS_JS = """() => {
     math_errors: art.querySelectorAll('mjx-merror, [data-mjx-error]').length,
     headings: Array.from(art.querySelectorAll('h1,h2,h3,h4,h5,h6')).map(text),
     ids: Array.from(art.querySelectorAll('[id]')).map(e => e.id),
+    all_ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
+    anchor_links: Array.from(document.querySelectorAll('a[href*="#"]'))
+             .map(a => ({href: a.getAttribute('href'), url: a.href, text: text(a).slice(0, 60)})),
     nav: Array.from(document.querySelectorAll('.md-header a[href], .md-nav a[href], .md-footer a[href]'))
              .map(a => a.getAttribute('href')),
     primary_nav: Array.from(document.querySelectorAll('nav.md-nav--primary a.md-nav__link'))
              .map(a => a.getAttribute('href')).filter(h => !h.startsWith('#')),
+    nav_sections: Array.from(document.querySelectorAll('nav.md-nav--primary > ul > li.md-nav__item--nested'))
+             .map(li => text(li.querySelector('.md-nav__link'))),
+    api: api.map(text),
+    api_code: api.map(h => { let e = h.nextElementSibling;
+                             while (e && !e.matches('div.highlight, pre') && !e.matches('h2,h3')) e = e.nextElementSibling;
+                             return e && !e.matches('h2,h3') ? e.textContent : null; }),
+    param_tables: Array.from(art.querySelectorAll('table.groupinf-params')).map(t => ({
+             api: t.dataset.api, rows: Array.from(t.querySelectorAll('tbody tr td:first-child')).map(text)})),
+    stderr: art.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]').length,
+    html_tables: art.querySelectorAll('.jp-OutputArea-output[data-mime-type="text/html"] table').length,
+    broken_words: Array.from(art.querySelectorAll('pre, table.groupinf-params code')).filter(e => {
+             const s = getComputedStyle(e); return s.wordBreak === 'break-all' || s.overflowWrap === 'anywhere'
+                 || (s.overflowWrap === 'break-word' && !['nowrap', 'pre'].includes(s.whiteSpace)); }).length,
+    wide: wide.slice(0, 10), n_wide: wide.length,
+    content_width: art.getBoundingClientRect().width,
+    article_links: Array.from(art.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
+    repo_link: (document.querySelector('.md-header a.md-source') || {}).href || null,
+    edit_link: (art.querySelector('a.groupinf-edit') || {}).href || null,
+    issue_link: (art.querySelector('a.groupinf-issue') || {}).href || null,
   };
 }"""
 
@@ -224,7 +373,7 @@ def reports(site, server, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = {}
     for page in pages.values():
-        ctx = browser.new_context(viewport={'width': 1280, 'height': 900})
+        ctx = browser.new_context(viewport=VIEWPORT)
         pg = ctx.new_page()
         rep = {'console': [], 'page_errors': [], 'failed': [], 'external': [], 'bad_status': []}
 
@@ -245,20 +394,50 @@ def reports(site, server, browser):
         pg.wait_for_load_state('networkidle')
         pg.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=30000)
         rep.update(pg.evaluate(_PAGE_FACTS_JS))
-        if page == 'index.html': pg.screenshot(path=str(ARTIFACTS / 'docs_home.png'))
-        if page == shot_page:
-            pg.screenshot(path=str(ARTIFACTS / f'docs_{Path(page).stem}.png'))
-            rep['screenshot'] = True
+        if page == 'index.html': pg.screenshot(path=str(ARTIFACTS / 'docs_home.png'), full_page=True)
+        elif page == shot_page or page in SCREENSHOT_PAGES:
+            pg.screenshot(path=str(ARTIFACTS / f'docs_{Path(page).stem}.png'), full_page=True)
+        rep['screenshot'] = page == shot_page
         out[page] = rep
         ctx.close()
     return out
+
+
+def _nav_order(pages: dict) -> list[str]:
+    "Pages in the sidebar's order: the home page, then the sections of build_site.NAV_SECTIONS."
+    nav = [('t', str(Path(p).with_suffix('.ipynb')), rel) for rel, p in pages.items()]
+    return [str(Path(p).with_suffix('.html')) for p in build_site.nav_pages(build_site.nav_tree(nav))]
 
 
 def test_every_notebook_has_a_page_in_nav_order(site, reports):
     _, pages, _ = site
     assert set(reports) == set(pages.values())
     for page, rep in reports.items(): assert rep['status'] == 200, page
-    assert [urlsplit(h).path for h in reports['index.html']['primary_nav']] == list(pages.values())
+    assert [urlsplit(h).path for h in reports['index.html']['primary_nav']] == _nav_order(pages)
+
+
+def test_sidebar_in_sections(site, reports):
+    "The sidebar groups the pages (Library, Datasets, Experiments, Paper), in reading order."
+    _, pages, _ = site
+    want = [t for t, _ in build_site.NAV_SECTIONS if any(build_site.nav_section(r) == t for r in pages)]
+    assert reports['index.html']['nav_sections'] == want
+    assert len(want) >= 3, want
+
+
+def test_home_links_every_page_and_repository(site, reports):
+    "The home page links every page; the header links the repository; every page links its notebook and issues."
+    from nbdev.config import get_config
+    _, pages, _ = site
+    home = {urlsplit(h).path.lstrip('./') for h in reports['index.html']['article_links']}
+    missing = [p for p in pages.values() if p != 'index.html' and p not in home]
+    assert not missing, f'pages the home page does not link: {missing}'
+    git_url = get_config(path=ROOT).get('git_url', '').rstrip('/')
+    for rel, page in pages.items():
+        rep = reports[page]
+        assert (rep['repo_link'] or '').rstrip('/') == git_url, page
+        assert rep['edit_link'] and rep['edit_link'].startswith(git_url + '/edit/') and \
+            rep['edit_link'].endswith('/nbs/' + rel), (page, rep['edit_link'])
+        assert rep['issue_link'] and rep['issue_link'].startswith(git_url + '/issues'), page
 
 
 def test_pages_load_without_errors_or_outside_requests(reports):
@@ -270,6 +449,8 @@ def test_pages_load_without_errors_or_outside_requests(reports):
 
 def test_navigation_links_resolve(server, reports):
     "Every link of the header, the navigation, the contents and the footer answers 200 or has its target."
+    from nbdev.config import get_config
+    repo = get_config(path=ROOT).get('git_url', '').rstrip('/')
     checked = set()
     for page, rep in reports.items():
         for href in rep['nav']:
@@ -277,11 +458,149 @@ def test_navigation_links_resolve(server, reports):
                 assert href[1:] in rep['ids'], f'{page}: contents entry {href} has no target'
                 continue
             url = urljoin(urljoin(server, page), href).split('#')[0]
+            if repo and url.rstrip('/') == repo: continue  # the header's repository link (not fetched)
             assert _is_local(url, server), f'{page}: navigation link to another host: {href}'
             if url in checked: continue
             with urllib.request.urlopen(url, timeout=30) as r: assert r.status == 200, url
             checked.add(url)
     assert len(checked) >= len(reports)
+
+
+def test_no_duplicate_ids(reports):
+    dups = {}
+    for page, rep in reports.items():
+        seen, twice = set(), set()
+        for i in rep['all_ids']:
+            (twice if i in seen else seen).add(i)
+        if twice: dups[page] = sorted(twice)[:10]
+    assert not dups, f'duplicate ids: {dups}'
+
+
+def test_anchor_links_reach_their_targets(server, reports):
+    "Every same-site link with a #fragment points to an id that exists on its target page."
+    from urllib.parse import unquote
+    bad = []
+    for page, rep in reports.items():
+        for a in rep['anchor_links']:
+            url = a['url']
+            if not _is_local(url, server) or '#' not in url: continue
+            path, _, frag = url.partition('#')
+            frag = unquote(frag)
+            if not frag: continue
+            target = urlsplit(path).path.lstrip('/') or 'index.html'
+            if target not in reports: continue  # not a page of the site (an asset)
+            if frag not in reports[target]['all_ids']: bad.append(f'{page}: {a["href"]} ({a["text"]!r})')
+    assert not bad, f'{len(bad)} links to missing anchors: {bad[:20]}'
+
+
+def test_no_stderr_blocks(reports):
+    "Log lines, warnings and temporary paths written to stderr are not shown."
+    bad = {p: r['stderr'] for p, r in reports.items() if r['stderr']}
+    assert not bad, f'stderr output blocks on: {bad}'
+
+
+def test_layout_fits_the_column(reports):
+    "A wide content column; nothing wider than it unless it scrolls in its own box; code never broken inside words."
+    for page, rep in reports.items():
+        assert rep['content_width'] >= 850, f'{page}: content column {rep["content_width"]:.0f} px at 1400 px'
+        assert not rep['n_wide'], f'{page}: {rep["n_wide"]} elements wider than the column: {rep["wide"]}'
+        assert not rep['broken_words'], f'{page}: {rep["broken_words"]} code blocks that break inside words'
+
+
+def test_dataframes_shown_as_html(site, reports):
+    "An output with both text/plain and text/html (a DataFrame) shows its HTML table."
+    _, _, nbs = site
+    for page, rep in reports.items():
+        n = sum(1 for c in nbs[page]['cells'] for o in c.get('outputs', [])
+                if {'text/html', 'text/plain'} <= set(o.get('data', {}))
+                and '<table' in ''.join(o['data']['text/html']))
+        assert rep['html_tables'] >= n, f'{page}: {n} HTML tables stored, {rep["html_tables"]} shown'
+
+
+_re_md_link = re.compile(r'\[`?[^\]\n]*`?\]\([^)\s]*\)')
+
+
+def test_api_entries_once_and_in_order(reports):
+    "Each API entry once per page, each class entry before its methods, signatures without markdown link text."
+    problems = []
+    for page, rep in reports.items():
+        names = rep['api']
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup: problems.append(f'{page}: repeated entries {dup}')
+        for i, n in enumerate(names):
+            if '.' not in n: continue
+            cls = n.rsplit('.', 1)[0]
+            if cls in names and names.index(cls) > i: problems.append(f'{page}: {n} before its class {cls}')
+        for n, code in zip(names, rep['api_code']):
+            if code and _re_md_link.search(code): problems.append(f'{page}: link text in the signature of {n}')
+            if code and not re.match(r'\s*(def|class|async def)\b', code):
+                problems.append(f'{page}: signature of {n} is not a def/class: {code[:40]!r}')
+    assert not problems, '\n'.join(problems[:30])
+
+
+def _documented_functions(mod: str) -> dict[str, list[str]]:
+    "Exported functions of a module with docments (a `# comment` after a parameter): {name: documented params}."
+    import io
+    import tokenize
+    path = ROOT / 'groupinf' / f'{mod}.py'
+    if not path.exists(): return {}
+    src = path.read_text(encoding='utf-8')
+    lines, public, res = src.splitlines(), _module_all(mod), {}
+    for node in ast.parse(src).body:
+        if not isinstance(node, ast.FunctionDef) or node.name not in public: continue
+        head = '\n'.join(lines[node.lineno - 1:node.body[0].lineno - 1])
+        toks = list(tokenize.generate_tokens(io.StringIO(head).readline))
+        params = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+        documented, last = [], None
+        for t in toks:
+            if t.type == tokenize.NAME and t.string in params: last = t.string
+            if t.type == tokenize.COMMENT and last and last not in documented: documented.append(last)
+        if documented: res[node.name] = documented
+    return res
+
+
+def test_parameter_tables(reports):
+    "Every exported function of the key modules with documented parameters shows them as a table."
+    syms = _modidx()['syms']
+    missing, n = [], 0
+    for mod in KEY_MODULES:
+        for name, params in _documented_functions(mod).items():
+            entry = syms.get(f'groupinf.{mod}', {}).get(f'groupinf.{mod}.{name}')
+            if not entry: continue
+            page = entry[0].partition('#')[0]
+            if page not in reports: continue
+            n += 1
+            tables = {t['api']: t['rows'] for t in reports[page]['param_tables']}
+            if name not in tables: missing.append(f'{page}: no parameter table for {name}'); continue
+            lost = [p for p in params if p not in tables[name]]
+            if lost: missing.append(f'{page}: {name} table lacks {lost}')
+    assert n, 'no exported function with documented parameters found'
+    assert not missing, f'{len(missing)} of {n}: {missing[:20]}'
+
+
+def test_long_defaults_shown_by_name(site, reports):
+    "A long default (pick_fixed_test's frozen lists) is shown by the constant's name, not its value."
+    for page, rep in reports.items():
+        for n, code in zip(rep['api'], rep['api_code']):
+            if not code: continue
+            for line in code.splitlines():
+                assert len(line) <= 120, f'{page}: signature line of {n} is {len(line)} chars: {line[:80]}...'
+    groups = reports.get('groups.html')
+    if groups and 'pick_fixed_test' in groups['api']:
+        code = groups['api_code'][groups['api'].index('pick_fixed_test')]
+        assert 'FIXED_TEST' in code and '2267' not in code, code
+
+
+def test_search_index_text_clean(site):
+    out, _, _ = site
+    index = json.loads((out / 'search' / 'search_index.json').read_text(encoding='utf-8'))
+    bad = []
+    for d in index['docs']:
+        t = d.get('text', '')
+        if 'Copied!' in t: bad.append(f'{d["location"]}: copy-button text')
+        m = re.search(r'\$[^$\n]{0,200}?[\\^_{][^$\n]{0,200}?\$', t)
+        if m: bad.append(f'{d["location"]}: TeX with $: {m.group(0)[:50]!r}')
+    assert not bad, bad[:20]
 
 
 def test_figures_render(site, reports):
@@ -363,7 +682,7 @@ def test_search_index_and_box(site, server, browser, reports):
     assert set(pages.values()) - {'index.html'} <= locations | {''}
     entries = _api_entries()
     name, want = (entries[0][0], entries[0][1]) if entries else ('groupinf', None)
-    ctx = browser.new_context(viewport={'width': 1280, 'height': 900})
+    ctx = browser.new_context(viewport=VIEWPORT)
     pg = ctx.new_page()
     pg.route('**/*', lambda r: r.continue_() if _is_local(r.request.url, server) else r.abort())
     pg.goto(server + 'index.html', wait_until='load')
@@ -379,4 +698,6 @@ def test_search_index_and_box(site, server, browser, reports):
 def test_screenshots_saved(reports):
     shots = sorted(ARTIFACTS.glob('docs_*.png'))
     assert (ARTIFACTS / 'docs_home.png').exists() and any(r.get('screenshot') for r in reports.values())
+    for page in SCREENSHOT_PAGES:
+        if page in reports: assert (ARTIFACTS / f'docs_{Path(page).stem}.png').exists(), page
     for s in shots: assert s.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and s.stat().st_size > 10_000, s
