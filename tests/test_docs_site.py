@@ -208,6 +208,41 @@ def test_markdown_math_dollars_balanced():
     assert not bad, 'unbalanced $ in markdown:\n' + '\n'.join(bad)
 
 
+_QUIET_FUNCTIONS = ("test_", "_check", "assert")          # calls that return nothing to show
+_QUIET_METHODS = ("update", "append", "savefig", "close", "setLevel", "rmtree", "unlink")
+
+
+def _shows_something(src: str) -> bool:
+    "Whether a code cell shows something when run: print/show_doc/display, or a last expression whose value is shown."
+    lines = [l for l in src.splitlines() if not l.lstrip().startswith(("%", "!"))]
+    try: tree = ast.parse("\n".join(lines))
+    except SyntaxError: return False
+    calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr) or src.rstrip().endswith(";") or isinstance(last.value, ast.Constant):
+        return bool(calls & {"print", "show_doc", "display"})
+    f = last.value.func if isinstance(last.value, ast.Call) else None
+    quiet = (isinstance(f, ast.Name) and f.id.startswith(_QUIET_FUNCTIONS)) or \
+            (isinstance(f, ast.Attribute) and f.attr in _QUIET_METHODS)
+    return not quiet or bool(calls & {"print", "show_doc", "display"})
+
+
+def test_cells_that_show_something_have_stored_outputs():
+    "The site shows stored outputs only: every code cell that prints or ends in a value keeps its output (slow cells aside)."
+    assert _shows_something("x = 1\nx") and _shows_something("print(2)") and _shows_something("table.round(4)")
+    assert not _shows_something("test_eq(1, 1)") and not _shows_something("f(x);") and not _shows_something("x = 1")
+    from nbdev.config import get_config
+    nbs_path = Path(get_config(path=ROOT).nbs_path)
+    bad = []
+    for rel in build_site.notebook_paths(nbs_path):
+        nb = json.loads((nbs_path / rel).read_text(encoding='utf-8'))
+        for i, c in enumerate(nb['cells']):
+            src = ''.join(c['source']) if isinstance(c['source'], list) else c['source']
+            if c['cell_type'] != 'code' or re.match(r'\s*#\s*\|\s*(export|hide|slow)', src) or '#| slow' in src: continue
+            if _shows_something(src) and not c.get('outputs'): bad.append(f'{rel} cell {i}: {src.splitlines()[-1][:70]!r}')
+    assert not bad, 'cells that show something but have no stored output (re-run the notebook):\n' + '\n'.join(bad)
+
+
 def test_links_become_local():
     pages = {'index.ipynb': 'index.html', '00_data.ipynb': 'data.html', 'sub/01_c.ipynb': 'sub/c.html'}
     rw = build_site.make_link_rewriter('sub/c.html', pages, 'https://me.github.io/pkg')
