@@ -4,12 +4,13 @@
 
 # %% ../nbs/08_cli.ipynb #7d184fd3
 from __future__ import annotations
-import argparse, contextlib, os, sys, time
+import argparse, contextlib, os, sys, time, traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
+import groupinf
 
 # %% auto #0
-__all__ = ['MAX_NUM_SUBSETS', 'MAX_REL_REG', 'demo', 'CLIError', 'build_parser', 'main']
+__all__ = ['MAX_NUM_SUBSETS', 'MAX_REL_REG', 'demo', 'CLIError', 'build_parser', 'is_own_error', 'main']
 
 # %% ../nbs/08_cli.ipynb #e8c73a44
 def demo(dataset: str = "breast_cancer", # an embedded dataset id
@@ -194,6 +195,8 @@ def build_parser(argv=None # the arguments to be parsed: only the parsers they n
     command, experiment = _selected(argv) if argv is not None else (None, None)
     p = argparse.ArgumentParser(prog="groupinf", description="Group influence functions for logistic regression: "
                                 "estimate the effect of removing groups of training points, and check it by retraining.")
+    p.add_argument("--traceback", action="store_true", help="print the full traceback of any error (groupinf's own "
+                   "errors are otherwise one line; a bug always shows its traceback)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     d = sub.add_parser("demo", help="fit on an embedded dataset and compare influence estimates with retraining",
                        description="Fit logistic regression on an embedded dataset and print first-order, Newton and "
@@ -256,6 +259,17 @@ def _verification_from_args(args):
         if saved is None: os.environ.pop("GROUPINF_VERIFY", None)
         else: os.environ["GROUPINF_VERIFY"] = saved
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(groupinf.__file__))
+
+def is_own_error(e: BaseException) -> bool:
+    "Whether `e` is a message groupinf wrote for its user (one line is enough) rather than a bug (which needs its traceback)."
+    if type(e).__module__.startswith("groupinf"): return True               # CLIError, DataError, ResultsFileError ...
+    if isinstance(e, OSError) and e.errno is not None: return True           # the file system's error, naming the path
+    if not isinstance(e, (ValueError, TypeError, RuntimeError, np.linalg.LinAlgError)): return False
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None: tb = tb.tb_next
+    return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep)
+
 def main(argv=None) -> int:
     "Entry point of the `groupinf` command; returns the exit status."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -266,8 +280,11 @@ def main(argv=None) -> int:
         print("groupinf: interrupted; run the same command again to resume where it stopped (finished phases and "
               "tasks are kept)", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, RuntimeError, OSError, LookupError) as e:
+    except Exception as e:
+        if args.traceback or not is_own_error(e): traceback.print_exc(file=sys.stderr)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"groupinf: error: {msg}", file=sys.stderr)
+        if is_own_error(e): print(f"groupinf: error: {msg}", file=sys.stderr)
+        else: print(f"groupinf: internal error ({type(e).__name__}: {msg}): this is a bug in groupinf; please "
+                    f"report it with the traceback above", file=sys.stderr)
         return 1
     return 0

@@ -1,6 +1,7 @@
 """The installed `groupinf` console script: help, argument errors and the demo, run as a user runs them."""
 import os, re, shutil, subprocess
 from pathlib import Path
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +66,26 @@ def test_fetch_refuses_files_that_are_not_the_pinned_mnist_and_no_verify_uses_th
         assert r.returncode == 0, r.stderr
         assert r.stdout.count("NOT verified (verification turned off)") == 4
         assert all(str(tmp_path / "mnist" / name) in r.stderr for name in placed)       # each file named in a warning
+
+
+@pytest.mark.parametrize("bug, kind", [(lambda *a: {}["cv_l2_reg"], "KeyError"),
+                                       (lambda *a: np.arange(3).reshape(2, 2), "ValueError")],
+                         ids=["key-error-in-our-code", "value-error-inside-numpy"])
+def test_a_bug_shows_its_traceback_and_says_it_is_a_bug(monkeypatch, capsys, bug, kind):
+    import groupinf.cli as cli
+    monkeypatch.setattr(cli, "demo", bug)
+    assert cli.main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and f"\n{kind}: " in err
+    assert err.rstrip().splitlines()[-1].startswith(f"groupinf: internal error ({kind}: ")
+    assert err.rstrip().endswith("this is a bug in groupinf; please report it with the traceback above")
+
+
+def test_own_errors_are_one_line_unless_traceback_is_asked_for(capsys):
+    from groupinf.cli import main
+    assert main(["demo", "--dataset", "no_such_data"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("groupinf: error: unknown dataset id 'no_such_data'")
+    assert main(["--traceback", "demo", "--dataset", "no_such_data"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.rstrip().splitlines()[-1].startswith("groupinf: error: unknown")
