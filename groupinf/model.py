@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 from fastcore.basics import patch
+from sklearn.base import BaseEstimator, ClassifierMixin
 from .objective import (Layout, Features, as_features, as_tensor, check_labels, check_weights, logits,
                                 losses_from_logits, objective_and_gradient, null_basis, project_gauge, DEFAULT_MAX_MEMORY)
 from .hessian import (hvp, hessian, pcg, cholesky_or_raise, HessianSystem, KFACPreconditioner,
@@ -182,10 +183,10 @@ def fit_steps(method: str, # one of METHODS
     if kfac_affordable(layout, max_memory) and kfac_build_ops(layout, x) <= 1000 * hvp: return KFACSteps(layout, x, max_memory)
     return JacobiSteps(layout, x, max_memory)
 
-class LogisticRegression:
+class LogisticRegression(ClassifierMixin, BaseEstimator):
     "L2-regularised logistic regression (binary or multinomial) fitted exactly, with TensorFlow inside."
     def __init__(self,
-                 l2_reg: float, # absolute L2 strength λ on the weights (the loss is a sum over examples)
+                 l2_reg: float = 1.0, # absolute L2 strength λ on the weights (the loss is a sum over examples); sklearn's 1/C
                  fit_intercept: bool = True, # fit unpenalised biases
                  num_classes: int | None = None, # K; inferred from the first fit's labels when None
                  tol: float = 1e-9, # stop when ‖∇L‖ ≤ tol · max(1, ‖∇L(0)‖)
@@ -409,3 +410,31 @@ def hessian_system(self: LogisticRegression,
     y = check_labels(labels, X.n, self.num_classes_)
     s = check_weights(sample_weight, X.n, np.dtype(self.dtype))
     return HessianSystem.build(self.layout_, X, y, s, self.l2_reg, self.theta_, self.max_memory, cg_tol, strategy)
+
+# %% ../nbs/03b_model.ipynb #8f0dcc71
+def _weights_and_biases(self: LogisticRegression):
+    _check_fitted(self)
+    W, b = self.layout_.unpack(tf.constant(self.theta_))
+    return W.numpy(), b.numpy()
+
+@patch(as_prop=True)
+def coef_(self: LogisticRegression):
+    "The weights, as scikit-learn lays them out: (1, d) for a binary model, (K, d) for a multinomial one."
+    return _weights_and_biases(self)[0]
+
+@patch(as_prop=True)
+def intercept_(self: LogisticRegression):
+    "The biases (1,) or (K,); zeros without an intercept."
+    return _weights_and_biases(self)[1]
+
+@patch(as_prop=True)
+def classes_(self: LogisticRegression):
+    "The class labels, 0..K-1."
+    _check_fitted(self)
+    return np.arange(self.num_classes_)
+
+@patch(as_prop=True)
+def n_features_in_(self: LogisticRegression):
+    "The number of features the model was fitted on."
+    _check_fitted(self)
+    return self.layout_.num_features
