@@ -77,7 +77,7 @@ def crafted(kind):
     if kind == "schema-is-a-list": schema = list(schema)
     if kind == "schema-is-not-strings": schema = {"x": 3}
     if kind == "meta-is-a-list": return arrays, ["not", "a", "mapping"]
-    if kind == "plain-array-declared-ragged": schema = {**schema, "x": "ragged"}
+    if kind == "plain-array-declared-ragged": schema = {**schema, "x": "ragged_int"}
     if kind == "ragged-declared-sparse": schema = {**schema, "groups": "sparse"}
     if kind == "unknown-kind": schema = {**schema, "x": "tensor"}
     fmt = "groupinf-results-2" if isinstance(schema, dict) and "sparse" in schema.values() else "groupinf-results-1"
