@@ -6,9 +6,12 @@
 from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+import warnings
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from fastcore.basics import patch
+from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from tqdm.auto import tqdm
 from .objective import (Features, as_features, check_features, check_labels, check_weights, check_positive, logits,
                                 probabilities, losses_from_logits, residuals, per_example_gradients, gradient_operator,
@@ -18,7 +21,8 @@ from .model import LogisticRegression, newton_columns, SystemSteps
 from .groups import group_indicator
 
 # %% auto #0
-__all__ = ['OPTIMUM_SLACK', 'SECOND_ORDER_KINDS', 'ESTIMATORS', 'Target', 'GroupInfluence', 'Retrained']
+__all__ = ['OPTIMUM_SLACK', 'SECOND_ORDER_KINDS', 'ESTIMATORS', 'SKLEARN_PARAM_CHANGE_WARN', 'Target', 'GroupInfluence',
+           'Retrained']
 
 # %% ../nbs/04_influence.ipynb #01d3f9fc
 @dataclass
@@ -66,8 +70,8 @@ class GroupInfluence:
     "Group-influence estimators for a fitted `LogisticRegression` and its training data."
     def __init__(self,
                  model: LogisticRegression, # a fitted model at the optimum of its training objective
-                 x, # the training features it was fitted on (n × d), dense or SciPy sparse
-                 labels, # the training labels (n,)
+                 x, # the training features it was fitted on (n × d): an array, a SciPy sparse matrix or a numeric DataFrame
+                 labels, # the training labels (n,): an array or a Series
                  sample_weight=None, # the training weights s_i it was fitted with; ones when None
                  inverse_hvp_method: str = "auto", # 'auto', 'primal', 'dual', 'matrix-free' ('explicit', 'cg' also accepted)
                  max_memory: float | None = None, # bytes for the Hessian and batched intermediates; the model's budget when None
@@ -76,6 +80,7 @@ class GroupInfluence:
                  check_optimum: bool = True): # refuse data at which the model is not at its optimum
         if not hasattr(model, "theta_"): raise ValueError("model must be fitted before computing influence")
         self.model, self.progress = model, progress
+        x, labels, self.index = _frame_data(x, labels)  # self.index: the pandas index of the rows, or None
         self.max_memory = check_positive(model.max_memory if max_memory is None else max_memory, "max_memory")
         self.x = as_features(x, np.dtype(model.dtype))
         if self.x.d != model.layout_.num_features:
@@ -136,13 +141,14 @@ def inverse_hvp(self: GroupInfluence,
 
 @patch
 def indicator(self: GroupInfluence,
-              groups): # list of index arrays into the training set
+              groups): # list of index arrays, boolean masks or index labels (see `group_positions`)
     "The sparse group-by-point matrix with entries `s_i` (G × n)."
-    return group_indicator(groups, self.n, self.s.numpy())
+    return group_indicator(self.group_positions(groups), self.n, self.s.numpy())
 
 @patch
 def _indicator_csc(self: GroupInfluence, groups, weighted=True):
     "The group-by-point matrix (entries s_i, or ones), reused within one `influence` call."
+    groups = self.group_positions(groups)  # the same object when already positions, so the scope cache still matches
     scope, key = getattr(self, "_scope", None), "A_s" if weighted else "A_1"
     cached = scope is not None and scope["groups"] is groups
     if cached and key in scope: return scope[key]
@@ -261,6 +267,7 @@ def newton_params(self: GroupInfluence,
                   groups, # list of index arrays
                   spectra: bool = False): # also return the eigenvalues of H⁻¹H_U of every group
     "`Δθᴺ_U = (H − H_U)⁻¹ g_U` for every group (G × P); with `spectra`, also the list of eigenvalue arrays."
+    groups = self.group_positions(groups)
     gU = self.group_gradients(groups)
     D, eig = np.zeros((len(groups), self.P)), [None] * len(groups)
     for idx in tqdm(self._batches(groups), desc="Newton", disable=not self.progress, leave=False):
@@ -274,6 +281,7 @@ def newton_params(self: GroupInfluence,
 def hessian_spectra(self: GroupInfluence, groups):
     "Eigenvalues (ascending) of `H⁻¹H_U` for every group: its min(k, P) possibly non-zero ones."
     if self.strategy == "matrix-free": raise ValueError("hessian_spectra needs a primal or dual Hessian (a direct route)")
+    groups = self.group_positions(groups)
     out = [None] * len(groups)
     for idx in self._batches(groups):
         rem = self.system.removal([groups[j] for j in idx], names=idx.tolist(), keep_capacitance=True)
@@ -413,6 +421,7 @@ def retrain_weights(self: GroupInfluence,
 @patch
 def retrain(self: GroupInfluence, groups, batch_size: int | None = None) -> Retrained:
     "Retrain without each group (its weights set to zero), warm-started at θ̂."
+    groups = self.group_positions(groups)
     group_indicator(groups, self.n)  # validates the groups before using them
     W = np.tile(self.s.numpy(), (len(groups), 1))
     for j, g in enumerate(groups): W[j, np.asarray(g)] = 0.0
@@ -450,7 +459,7 @@ def _as_targets(targets) -> dict:
 
 @patch
 def influence(self: GroupInfluence,
-              groups, # list of index arrays into the training set
+              groups, # list of index arrays into the training set, boolean masks or index labels (see `group_positions`)
               targets: dict | Target | None = None, # name -> Target (fixed test losses, margins, loss sums), or one Target
               estimators=ESTIMATORS, # which estimators to compute
               self_kinds=None): # self-targets: ('loss',) and, binary, ('loss', 'margin') by default
@@ -459,6 +468,7 @@ def influence(self: GroupInfluence,
     if unknown: raise ValueError(f"unknown estimators {sorted(unknown)}; choose from {ESTIMATORS}")
     targets = _as_targets(targets)
     self_kinds = self_kinds or (("loss", "margin") if self.layout.binary else ("loss",))
+    groups = self.group_positions(groups)
     self._scope = {"groups": groups, "A_1": group_indicator(groups, self.n).tocsc()}  # validates the groups
     try: return self._influence(groups, targets, estimators, self_kinds)
     finally: self._scope = None
@@ -491,3 +501,121 @@ def _influence(self: GroupInfluence, groups, targets, estimators, self_kinds):
             elif est == "second_order_exact": out[key] = self.self_quadratic_effects(groups, D, D1, kind)
             else: out[key] = self.self_plugin_effects(groups, D, kind)
     return out
+
+# %% ../nbs/04_influence.ipynb #a33e0e41
+def _frame_data(x, # features: an array, a SciPy sparse matrix or a DataFrame of numeric columns
+               labels): # labels: an array or a Series
+    "`(x, labels, index)`: DataFrame/Series inputs as arrays and their pandas index (None for arrays)."
+    index = None
+    if isinstance(x, pd.DataFrame):
+        bad = [c for c in x.columns if not (pd.api.types.is_numeric_dtype(x[c]) or pd.api.types.is_bool_dtype(x[c]))]
+        if bad: raise TypeError(f"x has non-numeric columns {bad}: encode them as numbers before computing influence")
+        x, index = x.to_numpy(dtype=np.float64, na_value=np.nan), x.index
+    if isinstance(labels, pd.Series):
+        if index is not None and not labels.index.equals(index):
+            raise ValueError("the labels Series and the features DataFrame have different indexes: align them first")
+        labels, index = labels.to_numpy(), labels.index if index is None else index
+    return x, labels, index
+
+# %% ../nbs/04_influence.ipynb #6f1bdcb0
+@patch
+def group_positions(self: GroupInfluence,
+                    groups): # each an integer array of positions, a boolean mask (n,) or index labels
+    "Every group as integer positions into the training set; `groups` itself when they already are."
+    def positional(g): return not isinstance(g, (pd.Index, pd.Series)) and np.issubdtype(np.asarray(g).dtype, np.integer)
+    if all(positional(g) for g in groups): return groups
+    return [self._positions(g, j) for j, g in enumerate(groups)]
+
+@patch
+def _positions(self: GroupInfluence, g, j):
+    "Group j as positions: a mask's True entries, labels looked up in `self.index`, anything else as it is."
+    if isinstance(g, pd.Series):
+        if self.index is not None and not g.index.equals(self.index):
+            raise ValueError(f"group {j} is a Series whose index differs from the training data's")
+        g = g.to_numpy()
+    if not isinstance(g, pd.Index):
+        a = np.asarray(g)
+        if a.dtype == bool:
+            if a.shape != (self.n,): raise ValueError(f"group {j} is a boolean mask of shape {a.shape}; it needs one entry per training point, ({self.n},)")
+            return np.flatnonzero(a)
+        if a.size == 0 or np.issubdtype(a.dtype, np.number): return a  # positions (non-integers refused by group_indicator)
+    if self.index is None: raise ValueError(f"group {j} is given as index labels, but the training data had no pandas index")
+    if not self.index.is_unique: raise ValueError(f"group {j} is given as index labels, but the training index has duplicate labels")
+    labels = pd.Index(g)
+    pos = self.index.get_indexer(labels)
+    if np.any(pos < 0): raise ValueError(f"group {j} has labels not in the training index: {labels[pos < 0][:5].tolist()}")
+    return pos.astype(np.int64)
+
+# %% ../nbs/04_influence.ipynb #df5cf5b5
+def _sklearn_penalty(est) -> str:
+    "The penalty a scikit-learn `LogisticRegression` applies: 'l2', 'l1', 'elasticnet' or 'none'."
+    p = getattr(est, "penalty", "l2")
+    if p == "deprecated":  # scikit-learn >= 1.8: the penalty follows from l1_ratio and C
+        r = getattr(est, "l1_ratio", 0.0)
+        p = "l2" if r is None or r == 0 else "l1" if r == 1 else "elasticnet"
+    if p is None or p == "none" or not np.isfinite(est.C): return "none"
+    return p
+
+def _check_sklearn(est):
+    "A TypeError or ValueError naming what of `est` the engine cannot represent."
+    if type(est) is not SkLogisticRegression:
+        raise TypeError(f"from_sklearn needs a fitted sklearn.linear_model.LogisticRegression; got {type(est).__name__}"
+                        + (" (refit a LogisticRegression with C=estimator.C_[0])" if isinstance(est, SkLogisticRegression) else ""))
+    if not hasattr(est, "coef_"): raise ValueError("the scikit-learn LogisticRegression is not fitted; call fit first")
+    pen = _sklearn_penalty(est)
+    if pen != "l2": raise ValueError(f"only the L2 penalty can be represented; this estimator's penalty is {pen!r}"
+                                     + (" (C=inf or penalty=None: unpenalised)" if pen == "none" else ""))
+    if est.class_weight is not None:
+        raise ValueError(f"class_weight={est.class_weight!r} cannot be represented: pass the equivalent sample_weight "
+                         "(each point's weight times its class's) instead")
+    K, mc = len(est.classes_), getattr(est, "multi_class", "deprecated")
+    if K > 2 and (mc == "ovr" or est.solver == "liblinear"):
+        raise ValueError(f"this estimator is one-vs-rest over {K} classes (multi_class={mc!r}, solver={est.solver!r}): "
+                         "K separate binary models, not a multinomial model; fit it multinomial (not liblinear)")
+    if K == 2 and mc == "multinomial":
+        raise ValueError("multi_class='multinomial' on two classes is a softmax over two rows, a different objective: "
+                         "fit with the default multi_class")
+    if est.solver == "liblinear" and est.fit_intercept:
+        raise ValueError("solver='liblinear' with fit_intercept=True penalises the intercept (as a feature of value "
+                         "intercept_scaling), which our objective does not: use another solver or fit_intercept=False")
+
+# %% ../nbs/04_influence.ipynb #9dfa3c9e
+def _sklearn_params(est) -> np.ndarray:
+    "Our flat parameter vector (W class-major, then b; multinomial biases centred) from a scikit-learn `LogisticRegression`."
+    W, b = np.asarray(est.coef_, np.float64), np.atleast_1d(np.asarray(est.intercept_, np.float64))
+    if not est.fit_intercept: return W.ravel().copy()
+    if W.shape[0] > 1: b = b - b.mean()  # our gauge: Σ_k b_k = 0
+    return np.concatenate([W.ravel(), b])
+
+# %% ../nbs/04_influence.ipynb #c394f6c4
+SKLEARN_PARAM_CHANGE_WARN = 1e-2  # relative change of the parameters when polishing above which from_sklearn warns
+
+@patch(cls_method=True)
+def from_sklearn(cls: GroupInfluence,
+                 estimator, # a fitted sklearn.linear_model.LogisticRegression (L2 penalty)
+                 X, # the features it was fitted on (n × d): an array, a SciPy sparse matrix or a numeric DataFrame
+                 y, # its training labels (n,), any values in estimator.classes_: an array or a Series
+                 sample_weight=None, # the sample weights it was fitted with; ones when None
+                 tol: float = 1e-9, # tolerance of the Newton polish (`LogisticRegression.tol`)
+                 **kw): # other arguments of `GroupInfluence`
+    "The engine for a fitted scikit-learn `LogisticRegression`: λ = 1/C, its parameters polished by our Newton fit."
+    _check_sklearn(estimator)
+    Xa, ya, _ = _frame_data(X, y)
+    if hasattr(estimator, "feature_names_in_") and isinstance(X, pd.DataFrame) and list(X.columns) != list(estimator.feature_names_in_):
+        raise ValueError("X's columns are not the features the estimator was fitted on, in the same order")
+    classes, ya = np.asarray(estimator.classes_), np.asarray(ya)
+    if ya.ndim != 1: raise ValueError(f"y must be 1-d; got shape {ya.shape}")
+    unknown = ~np.isin(ya, classes)
+    if unknown.any(): raise ValueError(f"y has values not in estimator.classes_: {np.unique(ya[unknown])[:5].tolist()}")
+    codes = np.searchsorted(classes, ya)
+    theta = _sklearn_params(estimator)
+    model = LogisticRegression.from_params(theta, 1.0 / estimator.C, estimator.coef_.shape[1], len(classes),
+                                           fit_intercept=bool(estimator.fit_intercept), tol=tol)
+    model.warm_fit(Xa, codes, sample_weight)
+    change = float(np.linalg.norm(model.params - theta) / max(np.linalg.norm(theta), np.finfo(np.float64).tiny))
+    if change > SKLEARN_PARAM_CHANGE_WARN:
+        warnings.warn(f"polishing moved scikit-learn's parameters by {change:.2g} (relative): was it fitted on this "
+                      "X, y and sample_weight, to convergence?")
+    eng = cls(model, X, codes, sample_weight, **kw)
+    eng.classes_, eng.sklearn_param_change_ = classes, change
+    return eng

@@ -305,6 +305,13 @@ def estimated_run_bytes(config: dict, # a `subsets_config`
     "A lower bound on the memory of a run's per-group arrays: each group's indices and four parameter-sized vectors."
     return GROUPS_PER_SIZE * config["num_subsets"] * 8.0 * (_largest_rel_size(config) * n + 4 * num_params)
 
+def _size_text(nbytes: float) -> str:
+    "A byte count for people: '64.7 kB', '3.2 GB'."
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if nbytes < 1000: return f"{nbytes:,.0f} {unit}" if unit == "bytes" else f"{nbytes:,.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:,.1f} TB"
+
 def _largest_rel_size(config):
     "The largest group a configuration draws, as a fraction of the training set."
     return config["subset_rel_size"] if config["subset_choice_type"] == "types" else config["subset_max_rel_size"]
@@ -327,8 +334,8 @@ def _check_inputs(self: SubsetInfluence):
         raise ValueError(f"{self.config['num_subsets']:,} sizes per group type make about "
                          f"{GROUPS_PER_SIZE * self.config['num_subsets']:,} groups of up to "
                          f"{_largest_rel_size(self.config):g} "
-                         f"of {len(y):,} points, which need at least {need / 1e9:,.1f} GB, more than the "
-                         f"{have / 1e9:,.1f} GB of memory available here: use fewer (--num-subsets)")
+                         f"of {len(y):,} points, which need at least {_size_text(need)}, more than the "
+                         f"{_size_text(have)} of memory available here: use fewer (--num-subsets)")
 SubsetInfluence.check_inputs = _check_inputs
 
 @phase(2, "pick_test_points")
