@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from fastcore.basics import patch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
 from .objective import (Layout, Features, as_features, as_tensor, check_labels, check_weights, logits,
                                 losses_from_logits, objective_and_gradient, null_basis, project_gauge, DEFAULT_MAX_MEMORY)
 from .hessian import (hvp, hessian, pcg, cholesky_or_raise, HessianSystem, KFACPreconditioner,
@@ -199,6 +200,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.tol, self.max_iter, self.method, self.max_memory = tol, max_iter, method, max_memory
         self.dtype, self.verbose = dtype, verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True                       # sparse features stay sparse
+        return tags
+
     def __repr__(self):
         return (f"LogisticRegression(l2_reg={self.l2_reg!r}, fit_intercept={self.fit_intercept}, "
                 f"num_classes={self.num_classes}, method={self.method!r})")
@@ -307,7 +313,7 @@ def fit_many(self: LogisticRegression,
 
 # %% ../nbs/03b_model.ipynb #29430082
 def _check_fitted(self):
-    if not hasattr(self, "theta_"): raise RuntimeError("this LogisticRegression is not fitted yet; call fit first")
+    if not hasattr(self, "theta_"): raise NotFittedError("this LogisticRegression is not fitted yet; call fit first")
 
 def _get_params(self): _check_fitted(self); return self.theta_.copy()
 def _set_params(self, theta):
@@ -336,7 +342,9 @@ def from_params(cls: LogisticRegression,
 def _features(self, x):
     _check_fitted(self)
     X = as_features(x, np.dtype(self.dtype))
-    if X.d != self.layout_.num_features: raise ValueError(f"x must have {self.layout_.num_features} features; got {X.d}")
+    if X.d != self.layout_.num_features:
+        raise ValueError(f"X has {X.d} features, but LogisticRegression is expecting {self.layout_.num_features} "
+                         "features as input")
     return X
 
 def _logits(self, x):

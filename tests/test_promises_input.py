@@ -119,7 +119,7 @@ def test_fit_refuses_wrong_dtypes_and_shapes(data, make, error, match):
 def test_predictions_refuse_the_wrong_number_of_features(data):
     x, y, xt, yt = data
     m = LogisticRegression(1.0).fit(x, y)
-    with pytest.raises(ValueError, match="x must have 30 features; got 3"): m.losses(xt[:, :3], yt)
+    with pytest.raises(ValueError, match="X has 3 features, but LogisticRegression is expecting 30 features as input"): m.losses(xt[:, :3], yt)
     with pytest.raises(ValueError, match=r"labels must be in 0..1; got 2"): m.losses(xt[:2], np.array([2, 0]))
 
 
