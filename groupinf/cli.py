@@ -281,9 +281,10 @@ def main(argv=None) -> int:
               "tasks are kept)", file=sys.stderr)
         return 130
     except Exception as e:
-        if args.traceback or not is_own_error(e): traceback.print_exc(file=sys.stderr)
+        own = is_own_error(e)
+        if args.traceback or not own: traceback.print_exc(file=sys.stderr)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if is_own_error(e): print(f"groupinf: error: {msg}", file=sys.stderr)
+        if own: print(f"groupinf: error: {msg}", file=sys.stderr)
         else: print(f"groupinf: internal error ({type(e).__name__}: {msg}): this is a bug in groupinf; please "
                     f"report it with the traceback above", file=sys.stderr)
         return 1

@@ -350,7 +350,7 @@ def _tar_kind(m: tarfile.TarInfo) -> str | None:
     return None if (m.isfile() or m.isdir()) else f"of tar type {m.type!r}"
 
 def _members(archive: Path) -> tuple[str, list]:
-    "('zip' | 'tar', [(parts, is_dir, size, member)]) after checking every member: regular files and directories only."
+    "('zip' | 'tar', [(parts, is_dir, member)]) after checking every member (regular files and directories only) and, for a tar, its compressed stream."
     def refuse(name, what):
         raise UnsafeArchiveError(f"{archive}: member {name!r} is {what}; archives with links or special files are "
                                  f"refused (the datasets need none); refusing to extract")
@@ -361,26 +361,17 @@ def _members(archive: Path) -> tuple[str, list]:
                 mode = (i.external_attr >> 16) & 0o170000
                 if mode == 0o120000: refuse(i.filename, "a symbolic link")
                 if mode not in (0, 0o100000, 0o040000): refuse(i.filename, "a special file")
-                out.append((_check_member_name(i.filename, archive), i.is_dir(), i.file_size, i))
+                out.append((_check_member_name(i.filename, archive), i.is_dir(), i))
             return "zip", out
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
             out = []
             for m in t.getmembers():
                 if (what := _tar_kind(m)) is not None: refuse(m.name, what)
-                out.append((_check_member_name(m.name, archive), m.isdir(), m.size, m))
+                out.append((_check_member_name(m.name, archive), m.isdir(), m))
+            while t.fileobj.read(1 << 22): pass    # to the end of the gzip/bz2/xz stream, where its checksum is verified
             return "tar", out
     raise DataError(f"{archive} is neither a zip nor a tar archive (a truncated or wrong download?); delete it and retry")
-
-def _check_compressed_stream(archive: Path):
-    "Read a gzip, bzip2 or xz file to its end, so that a failed checksum is found before anything is extracted."
-    import bz2, gzip
-    with open(archive, "rb") as f: head = f.read(6)
-    opener = gzip.open if head[:2] == b"\x1f\x8b" else bz2.open if head[:3] == b"BZh" else \
-        lzma.open if head == b"\xfd7zXZ\x00" else None
-    if opener is None: return
-    with opener(archive) as z:
-        while z.read(1 << 22): pass
 
 def _open_dir(parent_fd: int, name: str) -> int:
     "A descriptor of the directory `name` inside `parent_fd`, created when missing; a link there is never followed."
@@ -413,13 +404,12 @@ def safe_extract(archive, # path of a .zip or tar (optionally gz/bz2/xz) archive
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     kind, members = _members(archive)                      # everything is checked before anything is written
-    _check_compressed_stream(archive)
     limit = MAX_EXPANSION * archive.stat().st_size + (1 << 20)
     budget = [limit]
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         with (zipfile.ZipFile(archive) if kind == "zip" else tarfile.open(archive)) as a:
-            for parts, is_dir, _, m in members:
+            for parts, is_dir, m in members:
                 source = (lambda m=m: a.open(m)) if kind == "zip" else (lambda m=m: a.extractfile(m))
                 _write_member(root_fd, parts, is_dir, source, budget)
     except _TooLarge:

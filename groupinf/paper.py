@@ -150,19 +150,22 @@ def reproduction_table(runs, # dataset id -> run directory, as from `find_subset
             ("Fig. 2", "test prediction (Newton)"): f2.iloc[0] if len(f2.columns) else pd.Series(dtype=float)}
     stand_ins = dict(stand_ins or {})
     used = {stand_ins[d] for d in PAPER_ORDER if d not in runs and d in stand_ins}
+    about = {}                                                          # run -> its size and λ/n, read once
+    for r, path in runs.items():
+        R = load_results(path)
+        n = len(R["initial_train_losses"])
+        about[r] = dict(groups=len(R["subset_tags"]), n_train=n, rel_l2_reg=float(R["cv_l2_reg"]) / n)
+    blank = dict(groups=np.nan, n_train=np.nan, rel_l2_reg=np.nan)
     rows = []
     for key, paper in PAPER_SPEARMAN.items():
         for d in [*PAPER_ORDER, *(r for r in runs if r not in PAPER_ORDER and r not in used)]:
             src = d if d in runs else stand_ins.get(d)
             val = ours[key].get(DISPLAY_NAMES.get(src, src), np.nan) if src in runs else np.nan
             if d not in paper and np.isnan(val): continue              # a row the paper's figure leaves blank
-            R = load_results(runs[src]) if src in runs else None
             rows.append(dict(figure=key[0], target=key[1], dataset=DISPLAY_NAMES.get(d, d), paper=paper.get(d, np.nan),
                              ours=val, computed_on=("no run" if src not in runs else src if src == d else
                                                     f"{src} (stand-in: {d} is not here)"),
-                             groups=len(R["subset_tags"]) if R else np.nan,
-                             n_train=len(R["initial_train_losses"]) if R else np.nan,
-                             rel_l2_reg=float(R["cv_l2_reg"]) / len(R["initial_train_losses"]) if R else np.nan))
+                             **about.get(src, blank)))
     return pd.DataFrame(rows)
 
 

@@ -328,8 +328,7 @@ def _check_inputs(self: SubsetInfluence):
     "Load the data, decide the fixed test points and check the run fits in memory, before any phase computes."
     fixed_test_choice(self)
     x, y, _, _ = self.data
-    P = (x.shape[1] + 1) * (1 if self.binary else self.num_classes)
-    need, have = estimated_run_bytes(self.config, len(y), P), available_memory()
+    need, have = estimated_run_bytes(self.config, len(y), Layout(x.shape[1], self.num_classes).num_params), available_memory()
     if need > have:
         raise ValueError(f"{self.config['num_subsets']:,} sizes per group type make about "
                          f"{GROUPS_PER_SIZE * self.config['num_subsets']:,} groups of up to "
@@ -340,8 +339,8 @@ SubsetInfluence.check_inputs = _check_inputs
 
 @phase(2, "pick_test_points")
 def _pick_test_points(self: SubsetInfluence):
-    rule, fixed, why = fixed_test_choice(self)
-    fixed = fixed_test_points((rule, fixed, why), self.R["initial_test_losses"], seed=self.config["subset_seed"])
+    choice = rule, _, why = fixed_test_choice(self)
+    fixed = fixed_test_points(choice, self.R["initial_test_losses"], seed=self.config["subset_seed"])
     return dict(fixed_test=fixed, fixed_test_rule=rule, fixed_test_reason=why)
 
 def _fixed_targets(self):
