@@ -14,7 +14,7 @@ from .hessian import ConvergenceError
 from .model import LogisticRegression, l2_reg_from_relative
 from .influence import GroupInfluence, Target, Retrained, ESTIMATORS
 from .groups import pick_subsets, pick_fixed_test, group_indicator
-from .runner import load_results, read_results, ResultsFileError
+from .store import load_results, read_results, ResultsFileError
 from .experiments.subsets import SubsetInfluence, subsets_config
 
 # %% ../nbs/07_all.ipynb #355900a2

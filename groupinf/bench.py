@@ -127,7 +127,7 @@ def problem(shape: str, # one of SHAPES
     "The fitted benchmark problem of a shape, with its six fixed test points."
     x, y, xt, yt = _shape_data(shape, quick)
     t = time.perf_counter()
-    m = LogisticRegression(l2_reg_from_relative(rel_l2, len(y))).fit(x, y)
+    m = LogisticRegression(l2_reg_from_relative(rel_l2, len(y)), strict=True).fit(x, y)
     secs = time.perf_counter() - t
     fixed = pick_fixed_test(m.losses(xt, yt), seed=0)
     return Problem(shape, x, y, xt[fixed], yt[fixed], m, secs)
@@ -231,7 +231,7 @@ def _say(*lines): print("\n".join(lines), flush=True)
 def bench_fit(problem: Problem, repeats: int = 3, baseline_repeats: int | None = None) -> dict:
     "Item 1: one fit from zero, ours against scikit-learn's L-BFGS, with both gradient norms."
     m = problem.model
-    ours = lambda: LogisticRegression(m.l2_reg, num_classes=m.num_classes_).fit(problem.x, problem.y)
+    ours = lambda: LogisticRegression(m.l2_reg, num_classes=m.num_classes_, strict=True).fit(problem.x, problem.y)
     t_ours, ts_ours, mo = median_time(ours, repeats)
     t_base, ts_base, (th_base, it_base) = median_time(lambda: sklearn_fit(problem), baseline_repeats or repeats, warmup=False)
     gn = gradient_norms(problem, np.stack([mo.params, th_base]))
@@ -375,7 +375,7 @@ def bench_scaling(ns=(1000, 2000, 4137), # training e-mails at the full vocabula
         d = make_spam_shaped(0, n_train=n, n_test=max(10, n // 4), vocab_size=v)
         x, y = d.train.x, d.train.labels
         lam = 1e-3 * len(y)
-        t_fit, _, m = median_time(lambda: LogisticRegression(lam).fit(x, y), repeats)
+        t_fit, _, m = median_time(lambda: LogisticRegression(lam, strict=True).fit(x, y), repeats)
         eng = GroupInfluence(m, x, y, progress=False)
         gs = random_groups(len(y), K, 4)
         tgt = Target.losses(d.test.x[:6], d.test.labels[:6])

@@ -10,7 +10,7 @@ import numpy as np
 import groupinf
 
 # %% auto #0
-__all__ = ['MAX_NUM_SUBSETS', 'MAX_REL_REG', 'demo', 'CLIError', 'build_parser', 'is_own_error', 'main']
+__all__ = ['demo', 'CLIError', 'build_parser', 'is_own_error', 'main']
 
 # %% ../nbs/08_cli.ipynb #e8c73a44
 def demo(dataset: str = "breast_cancer", # an embedded dataset id
@@ -27,7 +27,7 @@ def demo(dataset: str = "breast_cancer", # an embedded dataset id
     t0 = time.time()
     d = load_dataset(dataset)
     n = d.train.num_examples
-    model = LogisticRegression(l2_reg_from_relative(rel_l2_reg, n)).fit(d.train.x, d.train.labels)
+    model = LogisticRegression(l2_reg_from_relative(rel_l2_reg, n), strict=True).fit(d.train.x, d.train.labels)
     test_losses = model.losses(d.test.x, d.test.labels)
     t = int(np.argmax(test_losses))
     lay, th, X = model.layout_, model.params, Features(d.train.x)
@@ -46,7 +46,7 @@ def demo(dataset: str = "breast_cancer", # an embedded dataset id
         w = np.ones(n); w[U] = 0
         H_minus = hessian(lay, X, probs, w, model.l2_reg)  # the Hessian at θ̂ without the group
         newton_step = solve(H_minus, G[U].sum(0)[:, None], "cholesky_lu", N).numpy()[:, 0]
-        refit = LogisticRegression(model.l2_reg).fit(d.train.x, d.train.labels)
+        refit = LogisticRegression(model.l2_reg, strict=True).fit(d.train.x, d.train.labels)
         refit.warm_fit(d.train.x, d.train.labels, sample_weight=w)
         actual = refit.losses(d.test.x[t:t + 1], d.test.labels[t:t + 1])[0] - test_losses[t]
         print(f"{len(U):>6} {infl[U].sum():>12.5f} {gt @ newton_step:>12.5f} {actual:>12.5f}", file=out)
@@ -62,33 +62,6 @@ def _group_sizes(s):
     if any(v <= 0 for v in vals): raise argparse.ArgumentTypeError(f"group sizes must be positive, got {s!r}")
     return vals
 
-MAX_NUM_SUBSETS, MAX_REL_REG = 100_000, 1e6   # the paper: 100 sizes per type; λ/n beyond 1e6 leaves only the intercept
-
-def _number(s, kind=float):
-    try: v = kind(s)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, got {s!r}") from None
-    if kind is float and not np.isfinite(v): raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
-    return v
-
-def _in_range(kind, lo, hi, what, lo_open=False):
-    def parse(s):
-        v = _number(s, kind)
-        if not ((lo < v) if lo_open else (lo <= v)) or v > hi:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
-        return v
-    return parse
-
-_seed = _in_range(int, 0, 2**32 - 1, "a seed from 0 to 2**32 - 1")
-_fraction = _in_range(float, 0.0, 1.0, "a fraction of the training set in (0, 1]", lo_open=True)
-_num_subsets = _in_range(int, 1, MAX_NUM_SUBSETS, f"a number of group sizes from 1 to {MAX_NUM_SUBSETS:,}")
-_rel_reg = _in_range(float, 0.0, MAX_REL_REG, f"a regularisation λ/n in (0, {MAX_REL_REG:g}]", lo_open=True)
-_bytes = _in_range(float, 0.0, 2.0**60, "a positive number of bytes", lo_open=True)
-
-def _fixed_test(s):
-    from groupinf.groups import parse_fixed_test
-    try: return parse_fixed_test(s)
-    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
-
 # Commands whose parsers live in modules that import TensorFlow: name -> (one-line help, module, parser, runner).
 # Only the command being run is imported; the others are listed by name and help.
 _LAZY_COMMANDS = {
@@ -98,6 +71,8 @@ _LAZY_COMMANDS = {
     "bench": ("time the engine against the original algorithms on paper-shaped data", "groupinf.bench",
               "add_bench_parser", "run_bench")}
 _EXPERIMENT_COMMANDS = {
+    "subsets": ("subset influence: every estimator against retraining for many groups", "groupinf.experiments.subsets",
+                "add_subsets_parser", "run_subsets"),
     "regularisation": ("subset influence at fixed λ/n over a grid (Figure 3)", "groupinf.experiments.regularisation",
                        "add_regularisation_parser", "run_regularisation"),
     "counterexamples": ("synthetic counterexamples: influence vs Newton on constructed test points (Figure 4)",
@@ -121,67 +96,9 @@ def _add_commands(sub, table, selected):
         else: sub.add_parser(name, help=entry[0], add_help=False)
 
 def _add_run_parser(sub, selected=None):
-    "`groupinf run subsets` with the original script's flags plus the executor flags, and the other experiments."
-    from groupinf.runner import add_executor_arguments
+    "`groupinf run EXPERIMENT`: the parser of the selected experiment (all when None), the others listed by name."
     r = sub.add_parser("run", help="run an experiment of the paper", description="Run an experiment of the paper.")
-    rsub = r.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
-    p = rsub.add_parser("subsets", help="subset influence: every estimator against retraining for many groups",
-                        description="Subset influence: fit with cross-validated λ, draw the seven group types, retrain every "
-                        "group and compare first-order, Newton, plug-in and second-order estimates with the actual effects. "
-                        "Without --dataset-id it runs on the embedded breast_cancer data in about a minute.")
-    p.add_argument("--dataset-id", default="breast_cancer", help="dataset id (default: %(default)s; see `groupinf datasets list`)")
-    p.add_argument("--data-dir", default=None, help="data directory for downloaded datasets")
-    p.add_argument("--subset-seed", type=_seed, default=0, help="seed of the group samplers, 0 to 2**32 - 1 (default: %(default)s)")
-    p.add_argument("--subset-choice-type", choices=("range", "types"), default="range", help="group sizes spread over a range, or one size (default: %(default)s)")
-    p.add_argument("--subset-rel-size", type=_fraction, default=0.1, help="group size for 'types', as a fraction of n in (0, 1] (default: %(default)s)")
-    p.add_argument("--subset-min-rel-size", type=_fraction, default=0.0025, help="smallest group for 'range', in (0, 1] (default: %(default)s)")
-    p.add_argument("--subset-max-rel-size", type=_fraction, default=0.25, help="largest group for 'range', in (0, 1] (default: %(default)s)")
-    p.add_argument("--num-subsets", type=_num_subsets, default=5, help=f"sizes per group type, 1 to {MAX_NUM_SUBSETS:,}; the paper uses 100 (default: %(default)s)")
-    p.add_argument("--fixed-reg", type=_rel_reg, default=None, help=f"use this λ/n, in (0, {MAX_REL_REG:g}], instead of cross-validation")
-    p.add_argument("--inverse-hvp-method", choices=("auto", "primal", "dual", "matrix-free", "explicit", "cg"), default="auto",
-                   help="how H⁻¹ is applied: chosen from the data's shape and --max-memory (auto), or forced; "
-                        "'explicit' and 'cg' are the original's names for primal and matrix-free (default: %(default)s)")
-    p.add_argument("--inverse-vp-method", choices=("cholesky", "lu", "cholesky_lu"), default="cholesky_lu",
-                   help="accepted for compatibility: explicit solves always use Cholesky with a clear error when H is not positive definite")
-    p.add_argument("--max-memory", type=_bytes, default=4e9, help="bytes the numerical core may use: it decides the strategy "
-                   "and the batch sizes (default: %(default)g)")
-    p.add_argument("--skip-hessian-spectrum", action="store_true", help="skip the eigenvalues of H⁻¹H_U")
-    p.add_argument("--fixed-test", type=_fixed_test, default="auto", metavar="{auto,frozen,rule,I,J,K...}",
-                   help="the fixed test points: the paper's frozen list when the data is the paper's copy, else the "
-                        "original's rule (auto); the frozen list; the rule (3 highest-loss points and 3 seeded draws); "
-                        "or explicit test indices (default: %(default)s)")
-    p.add_argument("--tag", default=None, help="suffix of the run id")
-    add_executor_arguments(p)
-    _add_commands(rsub, _EXPERIMENT_COMMANDS, selected)
-
-def _run_subsets(args):
-    from groupinf.runner import executor_from_args, run_options_from_args, out_dir_from_args, configure_logging
-    from groupinf.experiments.subsets import SubsetInfluence, subsets_config
-    configure_logging("INFO")
-    cfg = subsets_config(args.dataset_id, args.data_dir, args.subset_seed, args.subset_choice_type, args.subset_rel_size,
-                         args.subset_min_rel_size, args.subset_max_rel_size, args.num_subsets, args.fixed_reg,
-                         args.inverse_hvp_method, args.max_memory, args.skip_hessian_spectrum, args.tag,
-                         fixed_test=args.fixed_test)
-    t0 = time.time()
-    with executor_from_args(args) as ex:
-        exp = SubsetInfluence(cfg, out_dir=out_dir_from_args(args), executor=ex)
-        R = exp.run(**run_options_from_args(args))
-    import pandas as pd
-    table = exp.summarize()
-    t = f"test loss {int(R['fixed_test'][0])}"
-    show = table[table.target.isin([t, t.replace("loss", "margin"), "self-loss"])]
-    with pd.option_context("display.width", 200, "display.max_rows", 100):
-        print(show.pivot(index="estimator", columns="target", values="spearman").round(4).to_string())
-        phases = pd.DataFrame(exp.phase_log)[["index", "name", "status", "seconds", "peak_rss_gb"]]
-        print("\nphases (seconds; peak resident memory of this process so far, GB):")
-        print(phases.to_string(index=False))
-    resolved = exp.resolved_settings()
-    print(f"\nfixed test points {[int(i) for i in R['fixed_test']]}: {resolved.get('fixed_test_reason', '?')}")
-    print(f"\nfit: {resolved.get('initial_fit_solver', '?')}; Hessian: {resolved.get('hessian_strategy', '?')} "
-          f"({resolved.get('hessian_strategy_reason', '')})")
-    print(f"{len(exp.groups)} groups on {args.dataset_id}, λ = {float(R['cv_l2_reg']):.4g}, {time.time() - t0:.0f} s. "
-          f"Spearman ρ of the actual effect with each estimator above; all targets in {exp.run_dir / 'summary.csv'}, "
-          f"figures in {exp.run_dir / 'plots'}, every array in {exp.run_dir / 'results.npz'}")
+    _add_commands(r.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True), _EXPERIMENT_COMMANDS, selected)
 
 def _selected(argv):
     "The command and `run` experiment that argv asks for (the first positional words), for building only their parsers."
@@ -236,7 +153,6 @@ def _run(args):
     if args.command == "demo":
         demo(args.dataset, args.rel_l2_reg, args.sizes, args.seed)
     elif args.command == "datasets": _run_datasets(args)
-    elif args.command == "run" and args.experiment == "subsets": _run_subsets(args)
     elif args.command == "run": _lazy(_EXPERIMENT_COMMANDS[args.experiment], 3)(args)
     else: _lazy(_LAZY_COMMANDS[args.command], 3)(args)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 import numpy as np
+from .store import atomic_open
 
 # %% auto #0
 __all__ = ['MAX_EXPANSION', 'DataError', 'DataUnavailableError', 'ChecksumError', 'UnsafeArchiveError', 'UnverifiedDataWarning',
@@ -216,14 +217,11 @@ def _read_stamp(path: Path) -> dict:
 
 def _write_stamp(path: Path, st, digests: dict, recorded: str | None = None):
     "Record `digests` of `path` as it was when `st` was taken (skipped when the directory is read-only)."
-    stamp = stamp_path(path)
     recorded = recorded or _read_stamp(path).get("recorded_sha256")      # the digest seen at download is kept
-    tmp = stamp.with_name(f"{stamp.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        tmp.write_text(json.dumps({**_stamp_key(st), **digests, **({"recorded_sha256": recorded} if recorded else {})}))
-        os.replace(tmp, stamp)
+        with atomic_open(stamp_path(path), "w") as f:
+            f.write(json.dumps({**_stamp_key(st), **digests, **({"recorded_sha256": recorded} if recorded else {})}))
     except OSError: pass
-    finally: tmp.unlink(missing_ok=True)
 
 def file_digests(path # a data file
                 ) -> dict:
@@ -498,14 +496,9 @@ def cache_path(directory, # the dataset's directory
 def save_npz_atomic(path, # destination .npz file
                     arrays: dict # name -> array (no object arrays)
                    ) -> Path:
-    "Write `arrays` to `path` through a temporary file and a rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f: np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    "Write `arrays` to `path` with the store's `atomic_open` (a temporary file beside it, fsync, rename)."
+    path = Path(path)
+    with atomic_open(path, "wb") as f: np.savez(f, **arrays)
     return path
 
 def save_cache(path, arrays: dict, params: dict) -> Path:

@@ -71,7 +71,7 @@ class GroupInfluence:
     def __init__(self,
                  model: LogisticRegression, # a fitted model at the optimum of its training objective
                  x, # the training features it was fitted on (n × d): an array, a SciPy sparse matrix or a numeric DataFrame
-                 labels, # the training labels (n,): an array or a Series
+                 labels, # the training labels (n,), codes 0..K-1 of the model's classes_: an array or a Series
                  sample_weight=None, # the training weights s_i it was fitted with; ones when None
                  inverse_hvp_method: str = "auto", # 'auto', 'primal', 'dual', 'matrix-free' ('explicit', 'cg' also accepted)
                  max_memory: float | None = None, # bytes for the Hessian and batched intermediates; the model's budget when None
@@ -79,6 +79,10 @@ class GroupInfluence:
                  progress: bool = True, # show progress bars on loops over groups
                  check_optimum: bool = True): # refuse data at which the model is not at its optimum
         if not hasattr(model, "theta_"): raise ValueError("model must be fitted before computing influence")
+        classes = np.asarray(model.classes_)
+        if classes.dtype.kind not in "iuf" or not np.array_equal(classes, np.arange(len(classes))):
+            raise ValueError(f"GroupInfluence works on class codes 0..K-1, in its labels and Targets alike, but this model's "
+                             f"classes_ are {classes[:10].tolist()}: fit it on the codes np.searchsorted(model.classes_, y)")
         self.model, self.progress = model, progress
         x, labels, self.index = _frame_data(x, labels)  # self.index: the pandas index of the rows, or None
         self.max_memory = check_positive(model.max_memory if max_memory is None else max_memory, "max_memory")
@@ -610,7 +614,7 @@ def from_sklearn(cls: GroupInfluence,
     codes = np.searchsorted(classes, ya)
     theta = _sklearn_params(estimator)
     model = LogisticRegression.from_params(theta, 1.0 / estimator.C, estimator.coef_.shape[1], len(classes),
-                                           fit_intercept=bool(estimator.fit_intercept), tol=tol)
+                                           fit_intercept=bool(estimator.fit_intercept), tol=tol, strict=True)
     model.warm_fit(Xa, codes, sample_weight)
     change = float(np.linalg.norm(model.params - theta) / max(np.linalg.norm(theta), np.finfo(np.float64).tiny))
     if change > SKLEARN_PARAM_CHANGE_WARN:

@@ -4,14 +4,15 @@
 
 # %% ../nbs/03b_model.ipynb #555a8ed4
 from __future__ import annotations
-import numbers
+import numbers, warnings
 from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 from fastcore.basics import patch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import NotFittedError
-from .objective import (Layout, Features, as_features, as_tensor, check_labels, check_weights, logits,
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
+from sklearn.utils.multiclass import check_classification_targets
+from .objective import (Layout, Features, as_features, as_tensor, check_weights, logits,
                                 losses_from_logits, objective_and_gradient, null_basis, project_gauge, DEFAULT_MAX_MEMORY)
 from .hessian import (hvp, hessian, pcg, cholesky_or_raise, HessianSystem, KFACPreconditioner,
                               JacobiPreconditioner, kfac_affordable, kfac_build_ops, hvp_ops, ConvergenceError)
@@ -189,16 +190,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def __init__(self,
                  l2_reg: float = 1.0, # absolute L2 strength λ on the weights (the loss is a sum over examples); sklearn's 1/C
                  fit_intercept: bool = True, # fit unpenalised biases
-                 num_classes: int | None = None, # K; inferred from the first fit's labels when None
+                 num_classes: int | None = None, # K; the number of distinct labels when None (see `classes_`)
                  tol: float = 1e-9, # stop when ‖∇L‖ ≤ tol · max(1, ‖∇L(0)‖)
                  max_iter: int = 100, # Newton iterations
                  method: str = "auto", # 'newton' (explicit Hessians), 'newton-cg' (preconditioned CG steps) or 'auto'
                  max_memory: float = DEFAULT_MAX_MEMORY, # bytes for explicit Hessians and batched intermediates
                  dtype: str = "float64", # 'float64' (default) or 'float32'
-                 verbose: bool = False): # print each iteration
+                 verbose: bool = False, # print each iteration
+                 strict: bool = False): # raise ConvergenceError when a fit misses its tolerance, instead of a ConvergenceWarning
         self.l2_reg, self.fit_intercept, self.num_classes = l2_reg, fit_intercept, num_classes
         self.tol, self.max_iter, self.method, self.max_memory = tol, max_iter, method, max_memory
-        self.dtype, self.verbose = dtype, verbose
+        self.dtype, self.verbose, self.strict = dtype, verbose, strict
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -224,12 +226,15 @@ def _check_hyperparameters(m: LogisticRegression):
     if m.method not in METHODS: raise ValueError(f"method must be one of {METHODS}; got {m.method!r}")
     if m.dtype not in ("float64", "float32"): raise ValueError(f"dtype must be 'float64' or 'float32'; got {m.dtype!r}")
     if not (_is_real(m.tol) and m.tol > 0): raise ValueError(f"tol must be a positive number; got {m.tol!r}")
+    if not isinstance(m.strict, (bool, np.bool_)): raise TypeError(f"strict must be True or False; got {m.strict!r}")
+    if m.num_classes is not None and not m.num_classes >= 2: raise ValueError(f"num_classes must be >= 2; got {m.num_classes}")
 
-def check_classes_weighted(labels, # integer labels (n,)
+def check_classes_weighted(labels, # class codes 0..K-1 (n,)
                            S, # sample weights, one column per problem (n × B)
                            num_classes: int, # K
                            fit_intercept: bool, # whether the biases are fitted
-                           names=None): # how to name each problem (column) in the error
+                           names=None, # how to name each problem (column) in the error
+                           classes=None): # the label of each code (K,), to name a class in the error; the codes when None
     "With an intercept, a class of zero total weight in some problem has no finite optimum: refuse it, naming both."
     if not fit_intercept: return
     S = np.asarray(S, np.float64); S = S[:, None] if S.ndim == 1 else S
@@ -238,78 +243,137 @@ def check_classes_weighted(labels, # integer labels (n,)
     if len(bad):
         k, b = bad[0]
         who = "" if S.shape[1] == 1 else f"problem {b if names is None else names[b]}: "
-        raise ValueError(f"{who}class {k} has no example of positive weight, so with fit_intercept its bias has no finite "
-                         "optimum; drop the class or set fit_intercept=False")
+        label = k if classes is None else np.asarray(classes)[k].item()
+        raise ValueError(f"{who}class {label!r} has no example of positive weight, so with fit_intercept its bias has no "
+                         "finite optimum; drop the class or set fit_intercept=False")
+
+# %% ../nbs/03b_model.ipynb #edd21725
+def _labels_1d(y, n: int) -> np.ndarray:
+    "`y` as a 1-d array of n labels: a column vector raveled with scikit-learn's warning, anything else refused."
+    if y is None: raise ValueError("LogisticRegression requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as y.ravel()",
+                      DataConversionWarning, stacklevel=4)
+        y = y.ravel()
+    if y.shape != (n,): raise ValueError(f"y must be a 1-d array of length {n}, one label per row of X; got shape {y.shape}")
+    return y
+
+def _are_codes(y: np.ndarray, K: int) -> bool:
+    "Whether labels are integers (or integral floats) in 0..K-1."
+    return y.dtype.kind in "iuf" and bool(np.all((y >= 0) & (y < K) & (np.mod(y, 1) == 0)))
+
+def _fit_classes(y, n: int, num_classes: int | None = None):
+    "`(classes_, codes)` of training labels: arange(K) and the labels when `num_classes=K` is given and they are codes, else the sorted distinct labels and their positions."
+    y = _labels_1d(y, n)
+    check_classification_targets(y)
+    if num_classes is not None and _are_codes(y, int(num_classes)):
+        return np.arange(int(num_classes)).astype(y.dtype), y.astype(np.int64)
+    classes, codes = np.unique(y, return_inverse=True)
+    if num_classes is not None and len(classes) != num_classes:
+        raise ValueError(f"with num_classes={num_classes}, y must hold the codes 0..{int(num_classes) - 1} or exactly "
+                         f"{num_classes} distinct labels; got {len(classes)}: {classes[:10].tolist()}")
+    if len(classes) < 2:
+        raise ValueError("y must contain at least two classes to infer num_classes; got "
+                         + (f"one class: {classes.tolist()}" if len(classes) else "no labels"))
+    return classes, codes.reshape(-1).astype(np.int64)
+
+def _encode_labels(classes, y, n: int) -> np.ndarray:
+    "The codes of labels `y` (n,), their positions in `classes`; a ValueError naming any label not among them."
+    y, classes = _labels_1d(y, n), np.asarray(classes)
+    numeric = lambda a: a.dtype.kind in "biuf"
+    codes, ok = np.zeros(n, np.int64), np.zeros(n, bool)
+    if not ((numeric(y) and classes.dtype.kind in "US") or (numeric(classes) and y.dtype.kind in "US")):
+        try:
+            codes = np.searchsorted(classes, y)
+            ok = codes < len(classes)
+            ok[ok] = classes[codes[ok]] == y[ok]
+        except TypeError: pass  # labels that cannot be compared with the classes are none of them
+    if not ok.all():
+        try: unknown = np.unique(y[~ok])
+        except TypeError: unknown = y[~ok]
+        raise ValueError(f"y has labels not in classes_ {classes[:10].tolist()}: {unknown[:5].tolist()}")
+    return codes.astype(np.int64)
 
 # %% ../nbs/03b_model.ipynb #153032bf
-def _run_fit(self: LogisticRegression, x, labels, sample_weight, warm):
+def _not_converged(self: LogisticRegression, msg: str, stacklevel: int = 4):
+    "ConvergenceError with `strict`, else a ConvergenceWarning (at the caller's line): the result is kept."
+    if self.strict: raise ConvergenceError(msg)
+    warnings.warn(f"{msg}; the result is kept (strict=True raises ConvergenceError instead)", ConvergenceWarning, stacklevel=stacklevel)
+
+def _run_fit(self: LogisticRegression, X, y, sample_weight, warm):
     _check_hyperparameters(self)
     if warm and not hasattr(self, "theta_"): raise RuntimeError("warm_fit needs a fitted model; call fit first")
-    X = as_features(x, np.dtype(self.dtype))
-    K = self.num_classes_ if warm else self.num_classes
-    y = check_labels(labels, X.n, K)
-    if K is None:
-        if len(np.unique(y)) < 2: raise ValueError("labels must contain at least two classes to infer num_classes")
-        K = int(y.max()) + 1
-    if K < 2: raise ValueError(f"num_classes must be >= 2; got {K}")
-    s = check_weights(sample_weight, X.n, np.dtype(self.dtype))
-    check_classes_weighted(y, s, K, self.fit_intercept)
-    lay = Layout(X.d, K, self.fit_intercept)
+    Xf = as_features(X, np.dtype(self.dtype), "X")
+    if warm: classes, codes = self.classes_, _encode_labels(self.classes_, y, Xf.n)
+    else: classes, codes = _fit_classes(y, Xf.n, self.num_classes)
+    K = len(classes)
+    s = check_weights(sample_weight, Xf.n, np.dtype(self.dtype))
+    if not s.any(): raise ValueError("sample_weight is zero for every example: there is nothing to fit")
+    check_classes_weighted(codes, s, K, self.fit_intercept, classes=classes)
+    lay = Layout(Xf.d, K, self.fit_intercept)
     if warm and lay != self.layout_: raise ValueError(f"warm_fit needs data shaped like the first fit: {self.layout_} vs {lay}")
-    self.layout_, self.num_classes_ = lay, K
-    theta0 = tf.constant(self.theta_, X.dtype) if warm else tf.zeros(lay.num_params, X.dtype)
-    steps = fit_steps(self.method, lay, X, self.max_memory)
+    self.layout_, self.num_classes_, self.classes_ = lay, K, classes
+    theta0 = tf.constant(self.theta_, Xf.dtype) if warm else tf.zeros(lay.num_params, Xf.dtype)
+    steps = fit_steps(self.method, lay, Xf, self.max_memory)
     solver = steps.name
-    r = newton_columns(lay, X, y, s[:, None], self.l2_reg, theta0[:, None], steps, self.tol, self.max_iter, verbose=self.verbose)
+    r = newton_columns(lay, Xf, codes, s[:, None], self.l2_reg, theta0[:, None], steps, self.tol, self.max_iter, verbose=self.verbose)
     self.theta_ = r.params[:, 0]
-    _, g0, _ = objective_and_gradient(lay, X, y, s, self.l2_reg, tf.zeros_like(theta0))
+    _, g0, _ = objective_and_gradient(lay, Xf, codes, s, self.l2_reg, tf.zeros_like(theta0))
     self.grad_norm_, self.grad_norm_at_zero_ = float(r.grad_norms[0]), float(tf.norm(g0))
     self.n_iter_, self.solver_, self.converged_ = int(r.n_iter[0]), solver, bool(r.converged[0])
     if not self.converged_:
-        raise ConvergenceError(f"fit stopped at gradient norm {self.grad_norm_:.3e} > {r.thresholds[0]:.3e} after "
-                               f"{self.n_iter_} iterations ({solver}); raise max_iter or l2_reg")
+        _not_converged(self, f"{'warm_fit' if warm else 'fit'} stopped at gradient norm {self.grad_norm_:.3e} > "
+                             f"{r.thresholds[0]:.3e} after {self.n_iter_} iterations ({solver}); raise max_iter or l2_reg")
     return self
 
 # %% ../nbs/03b_model.ipynb #1939b172
 @patch
 def fit(self: LogisticRegression,
-        x, # training features (n × d): a NumPy array or a SciPy sparse matrix (kept sparse)
-        labels, # integer labels in 0..K-1 (n,)
-        sample_weight=None): # per-example weights s_i >= 0 (n,); ones when None
+        X, # training features (n × d): a NumPy array or a SciPy sparse matrix (kept sparse)
+        y, # labels (n,): any values scikit-learn accepts for classification; `classes_` are their distinct values
+        sample_weight=None): # per-example weights s_i >= 0 (n,), any array-like; ones when None
     "Fit from zero to the exact optimum of `Σ s_i ℓ_i + (λ/2)‖W‖²`; returns the model."
-    return _run_fit(self, x, labels, sample_weight, warm=False)
+    return _run_fit(self, X, y, sample_weight, warm=False)
 
 @patch
 def warm_fit(self: LogisticRegression,
-             x, # training features (n × d)
-             labels, # integer labels (n,)
+             X, # training features (n × d)
+             y, # labels (n,), values in `classes_`
              sample_weight=None): # per-example weights (n,); zeros remove points
     "Refit starting from the current parameters (e.g. after zeroing a group's weights); returns the model."
-    return _run_fit(self, x, labels, sample_weight, warm=True)
+    return _run_fit(self, X, y, sample_weight, warm=True)
 
 @patch
 def fit_many(self: LogisticRegression,
-             x, # training features (n × d), dense or sparse
-             labels, # integer labels (n,)
+             X, # training features (n × d), dense or sparse
+             y, # labels (n,): values in `classes_` when fitted, else any (encoded as by `fit`)
              sample_weights, # one weight vector per problem (B × n)
              l2_regs=None, # λ of each problem (B,); the model's l2_reg when None
              warm: bool = False): # start every problem from the model's current parameters instead of zero
     "Fit B problems that share the features (folds, values of λ, removed groups) together: a `NewtonResult` (P × B)."
     _check_hyperparameters(self)
-    X = as_features(x, np.dtype(self.dtype))
-    K = self.num_classes_ if hasattr(self, "num_classes_") else self.num_classes
-    y = check_labels(labels, X.n, K)
-    K = K or int(y.max()) + 1
+    Xf = as_features(X, np.dtype(self.dtype), "X")
+    if hasattr(self, "theta_"): classes, codes = self.classes_, _encode_labels(self.classes_, y, Xf.n)
+    else: classes, codes = _fit_classes(y, Xf.n, self.num_classes)
+    K = len(classes)
     W = np.atleast_2d(np.asarray(sample_weights, np.float64))
-    if W.shape[1] != X.n: raise ValueError(f"sample_weights must have {X.n} columns; got {W.shape[1]}")
+    if W.shape[1] != Xf.n: raise ValueError(f"sample_weights must have {Xf.n} columns; got {W.shape[1]}")
     if not np.all(np.isfinite(W)) or np.any(W < 0): raise ValueError("sample_weights must be finite and non-negative")
     lams = np.broadcast_to(np.asarray(self.l2_reg if l2_regs is None else l2_regs, np.float64), (len(W),))
     if np.any(~np.isfinite(lams)) or np.any(lams < 0): raise ValueError("l2_regs must be finite and >= 0")
-    lay = Layout(X.d, K, self.fit_intercept)
-    check_classes_weighted(y, W.T, K, self.fit_intercept)
+    lay = Layout(Xf.d, K, self.fit_intercept)
+    check_classes_weighted(codes, W.T, K, self.fit_intercept, classes=classes)
     Theta0 = np.tile(self.theta_[:, None], (1, len(W))) if warm else np.zeros((lay.num_params, len(W)))
-    steps = fit_steps(self.method, lay, X, self.max_memory, batch=len(W))
-    return newton_columns(lay, X, y, W.T, lams, Theta0, steps, self.tol, self.max_iter, verbose=self.verbose)
+    steps = fit_steps(self.method, lay, Xf, self.max_memory, batch=len(W))
+    r = newton_columns(lay, Xf, codes, W.T, lams, Theta0, steps, self.tol, self.max_iter, verbose=self.verbose)
+    bad = np.flatnonzero(~r.converged)
+    if len(bad):
+        b = bad[0]
+        _not_converged(self, f"fit_many: {len(bad)} of {len(W)} problems stopped above their tolerance ({bad[:10].tolist()}); "
+                             f"problem {b} at gradient norm {r.grad_norms[b]:.3e} > {r.thresholds[b]:.3e} after "
+                             f"{r.n_iter[b]} iterations ({steps.name}); raise max_iter or l2_reg", stacklevel=3)
+    return r
 
 # %% ../nbs/03b_model.ipynb #29430082
 def _check_fitted(self):
@@ -335,89 +399,103 @@ def from_params(cls: LogisticRegression,
     "A model holding given parameters, e.g. stored ones, without fitting (`warm_fit` refits from them)."
     m = cls(l2_reg, fit_intercept=fit_intercept, num_classes=num_classes, **kwargs)
     m.layout_, m.num_classes_ = Layout(int(num_features), int(num_classes), fit_intercept), int(num_classes)
+    m.classes_ = np.arange(int(num_classes))
     m.theta_ = np.zeros(m.layout_.num_params, m.dtype)
     m.params = params
     return m
 
-def _features(self, x):
+def _features(self, X):
     _check_fitted(self)
-    X = as_features(x, np.dtype(self.dtype))
-    if X.d != self.layout_.num_features:
-        raise ValueError(f"X has {X.d} features, but LogisticRegression is expecting {self.layout_.num_features} "
+    Xf = as_features(X, np.dtype(self.dtype), "X")
+    if Xf.d != self.layout_.num_features:
+        raise ValueError(f"X has {Xf.d} features, but LogisticRegression is expecting {self.layout_.num_features} "
                          "features as input")
-    return X
+    return Xf
 
-def _logits(self, x):
-    X = _features(self, x)
-    return logits(self.layout_, X, self.theta_[:, None])[:, 0, :]
+def _logits(self, X):
+    Xf = _features(self, X)  # first: NotFittedError before any fitted attribute is read
+    return logits(self.layout_, Xf, self.theta_[:, None])[:, 0, :]
 
 @patch
-def predict_proba(self: LogisticRegression, x):
-    "Class probabilities (n × K)."
-    z = _logits(self, x)
+def predict_proba(self: LogisticRegression, X):
+    "Class probabilities (n × K), columns in the order of `classes_`."
+    z = _logits(self, X)
     if self.layout_.binary: z = tf.concat([tf.zeros_like(z), z], 1)
     return tf.nn.softmax(z, axis=1).numpy()
 
 @patch
-def full_logits(self: LogisticRegression, x):
+def full_logits(self: LogisticRegression, X):
     "The K logits of each example (binary: `(0, wᵀx + b)`)."
-    z = _logits(self, x)
+    z = _logits(self, X)
     return (tf.concat([tf.zeros_like(z), z], 1) if self.layout_.binary else z).numpy()
 
 @patch
-def predict(self: LogisticRegression, x):
-    "The most probable class of each example."
-    return np.argmax(self.full_logits(x), axis=1)
+def decision_function(self: LogisticRegression, X):
+    "scikit-learn's decision function: `wᵀx + b` (n,) for a binary model, the K logits (n × K) for a multinomial one."
+    z = _logits(self, X).numpy()
+    return z[:, 0] if self.layout_.binary else z
 
 @patch
-def losses(self: LogisticRegression, x, labels):
+def predict(self: LogisticRegression, X):
+    "The most probable class of each example, a value of `classes_`."
+    z = self.full_logits(X)
+    return self.classes_[np.argmax(z, axis=1)]
+
+@patch
+def losses(self: LogisticRegression, X, y):
     "Per-example cross-entropy losses ℓ_i (n,)."
-    z = _logits(self, x)
-    y = check_labels(labels, z.shape[0], self.num_classes_)
-    return losses_from_logits(self.layout_, z[:, None, :], y)[:, 0].numpy()
+    z = _logits(self, X)
+    return losses_from_logits(self.layout_, z[:, None, :], _encode_labels(self.classes_, y, z.shape[0]))[:, 0].numpy()
 
 @patch
-def margins(self: LogisticRegression, x, labels):
-    "Binary margins `(2y − 1)(wᵀx + b)` (n,)."
+def margins(self: LogisticRegression, X, y):
+    "Binary margins `(2c − 1)(wᵀx + b)` (n,), c the code of each label (1 for `classes_[1]`)."
+    z = _logits(self, X)[:, 0].numpy()
     if not self.layout_.binary: raise ValueError("margins are defined for binary models only")
-    z = _logits(self, x)[:, 0].numpy()
-    return (2 * check_labels(labels, len(z), 2) - 1) * z
+    return (2 * _encode_labels(self.classes_, y, len(z)) - 1) * z
 
 @patch
-def accuracy(self: LogisticRegression, x, labels):
+def accuracy(self: LogisticRegression, X, y):
     "Top-1 accuracy; a tie for the largest logit counts as correct."
-    z = self.full_logits(x)
-    y = check_labels(labels, len(z), self.num_classes_)
-    return float(np.mean(z[np.arange(len(y)), y] >= z.max(1))) if len(y) else float("nan")
-
-def _objective_parts(self, x, labels, sample_weight):
-    X = _features(self, x)
-    y = check_labels(labels, X.n, self.num_classes_)
-    s = check_weights(sample_weight, X.n, np.dtype(self.dtype))
-    return objective_and_gradient(self.layout_, X, y, s, self.l2_reg, self.theta_)
+    z = self.full_logits(X)
+    c = _encode_labels(self.classes_, y, len(z))
+    return float(np.mean(z[np.arange(len(c)), c] >= z.max(1))) if len(c) else float("nan")
 
 @patch
-def objective(self: LogisticRegression, x, labels, sample_weight=None):
+def score(self: LogisticRegression, X, y, sample_weight=None):
+    "scikit-learn's `score`: the accuracy of `predict(X)` against y, weighted by `sample_weight`."
+    z = self.full_logits(X)
+    c = _encode_labels(self.classes_, y, len(z))
+    s = check_weights(sample_weight, len(z))
+    return float(np.average(np.argmax(z, 1) == c, weights=s)) if s.sum() > 0 else float("nan")
+
+def _objective_parts(self, X, y, sample_weight):
+    Xf = _features(self, X)
+    s = check_weights(sample_weight, Xf.n, np.dtype(self.dtype))
+    return objective_and_gradient(self.layout_, Xf, _encode_labels(self.classes_, y, Xf.n), s, self.l2_reg, self.theta_)
+
+@patch
+def objective(self: LogisticRegression, X, y, sample_weight=None):
     "The regularised objective `Σ s_i ℓ_i + (λ/2)‖W‖²` at the current parameters."
-    return float(_objective_parts(self, x, labels, sample_weight)[0][0])
+    return float(_objective_parts(self, X, y, sample_weight)[0][0])
 
 @patch
-def gradient(self: LogisticRegression, x, labels, sample_weight=None):
+def gradient(self: LogisticRegression, X, y, sample_weight=None):
     "The gradient of the regularised objective at the current parameters (P,)."
-    return _objective_parts(self, x, labels, sample_weight)[1][:, 0].numpy()
+    return _objective_parts(self, X, y, sample_weight)[1][:, 0].numpy()
 
 @patch
 def hessian_system(self: LogisticRegression,
-                   x, # the training features
-                   labels, # the training labels
+                   X, # the training features
+                   y, # the training labels
                    sample_weight=None, # the training weights; ones when None
                    strategy: str = "auto", # 'auto', 'primal', 'dual' or 'matrix-free'
                    cg_tol: float = 1e-10): # relative residual of iterative solves
     "The Hessian of the training objective at the current parameters, ready to solve (`HessianSystem`)."
-    X = _features(self, x)
-    y = check_labels(labels, X.n, self.num_classes_)
-    s = check_weights(sample_weight, X.n, np.dtype(self.dtype))
-    return HessianSystem.build(self.layout_, X, y, s, self.l2_reg, self.theta_, self.max_memory, cg_tol, strategy)
+    Xf = _features(self, X)
+    s = check_weights(sample_weight, Xf.n, np.dtype(self.dtype))
+    return HessianSystem.build(self.layout_, Xf, _encode_labels(self.classes_, y, Xf.n), s, self.l2_reg, self.theta_,
+                               self.max_memory, cg_tol, strategy)
 
 # %% ../nbs/03b_model.ipynb #8f0dcc71
 def _weights_and_biases(self: LogisticRegression):
@@ -434,12 +512,6 @@ def coef_(self: LogisticRegression):
 def intercept_(self: LogisticRegression):
     "The biases (1,) or (K,); zeros without an intercept."
     return _weights_and_biases(self)[1]
-
-@patch(as_prop=True)
-def classes_(self: LogisticRegression):
-    "The class labels, 0..K-1."
-    _check_fitted(self)
-    return np.arange(self.num_classes_)
 
 @patch(as_prop=True)
 def n_features_in_(self: LogisticRegression):

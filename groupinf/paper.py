@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 import numpy as np
-from .runner import load_results, load_config
+from .store import load_results
+from .runner import load_config
 from .groups import simplified_tag
 from scipy.stats import spearmanr
 

@@ -9,6 +9,7 @@ from groupinf.datasets.synthetic import counterexample_datasets
 from groupinf.model import LogisticRegression
 from groupinf.influence import GroupInfluence
 from groupinf.experiments import counterexamples as cx
+from groupinf.experiments.base import DataSpec, EngineSpec, retrain_task
 
 
 def _engine(name):
@@ -77,11 +78,11 @@ def test_newton_params_match_dense_solves():
         np.testing.assert_allclose(DN[j], dense, rtol=1e-9, atol=1e-12)
 
 
-def test_retrain_chunk_task_reaches_the_optimum_without_each_group():
+def test_retrain_task_reaches_the_optimum_without_each_group():
     e, x, y = _engine("gauss")
-    problem = dict(dataset_id="gauss", seed=0, params=e.theta.numpy(), l2_reg=e.l2_reg, max_memory=1e9)
+    spec = EngineSpec.of(DataSpec.of(cx.counterexample_data, dataset_id="gauss", seed=0), e.theta.numpy(), e.l2_reg, 2, "primal", 1e9)
     groups = [[0, 5], [3], [10, 11, 12], list(range(20))]
-    rows = cx.retrain_chunk_task(groups, **problem)
+    rows = retrain_task(groups, spec)
     assert [sorted(r) for r in rows] == [["dparam", "grad_norm", "n_iter", "threshold"]] * len(groups)
     for r, g in zip(rows, groups):
         w = np.ones(len(y)); w[g] = 0
@@ -130,7 +131,7 @@ def test_config_and_cli_parser(tmp_path):
     ap = argparse.ArgumentParser(); sub = ap.add_subparsers(dest="experiment")
     cx.add_counterexamples_parser(sub)
     args = ap.parse_args(["counterexamples", "--dataset-id", "fixed", "--out-dir", str(tmp_path), "--no-retrain"])
-    assert args.dataset_id == ["fixed"] and args.no_retrain and args.workers == 0
+    assert args.dataset_id == ["fixed"] and args.retrain is False and args.workers == 0
     assert ap.parse_args(["counterexamples"]).dataset_id == ["ortho2", "gauss4"]
     cx.run_counterexamples(args)
     assert (tmp_path / "counterexamples" / "fixed_no-retrain" / "summary.csv").exists()

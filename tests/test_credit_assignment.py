@@ -10,7 +10,7 @@ from datasets_fixtures import no_internet, write_mnli_bundle  # noqa: F401
 from groupinf.data import DataError
 from groupinf.model import LogisticRegression
 import groupinf.experiments.credit_assignment as CA
-import groupinf.experiments.subsets as S
+import groupinf.experiments.base as B
 
 
 def softmax_parts(theta, x, y, K):
@@ -164,15 +164,15 @@ def test_batched_cross_validation_equals_separate_fold_fits(tmp_path):
     R = exp.run()
     d = exp.data
     n, K = len(d.labels), d.num_classes
-    folds = S.fold_bounds(n, 5)
+    folds = B.fold_bounds(n, 5)
     sizes = np.diff(folds)   # contiguous, ceil(n / 5) rows each but the last, covering every row once
     assert len(folds) == 6 and folds[0] == 0 and folds[-1] == n and np.all(sizes[:-1] == -(-n // 5)) and 0 < sizes[-1] <= sizes[0]
-    W = S.fold_weights(d.weights, folds)
+    W = B.fold_weights(d.weights, folds)
     for k, (a, b) in enumerate(zip(folds, folds[1:])):
         assert np.all(W[k, a:b] == 0) and np.array_equal(np.delete(W[k], np.s_[a:b]), np.delete(d.weights, np.s_[a:b]))
     losses, accs = np.zeros((len(R["cv_regs"]), 5)), np.zeros((len(R["cv_regs"]), 5))
     for j, lam in enumerate(R["cv_regs"]):
-        batched = S.fit_folds(d.x, d.labels, d.weights, folds, lam, K)
+        batched = B.fit_folds(d.x, d.labels, d.weights, folds, lam, K)
         assert batched.params.shape == (6 * K, 5) and batched.converged.all()
         for k, (a, b) in enumerate(zip(folds, folds[1:])):
             keep = np.r_[0:a, b:n]

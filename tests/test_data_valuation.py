@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score
 
 from datasets_fixtures import no_internet, write_babble_db  # noqa: F401
 import groupinf.experiments.data_valuation as DV
-from groupinf.experiments.subsets import fit_folds, fold_bounds
+from groupinf.experiments.base import fit_folds, fold_bounds
 from groupinf.model import LogisticRegression
 from groupinf.objective import Layout, gradient_operator
 from groupinf.data import load_dataset, load_supplement

@@ -45,7 +45,7 @@ CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic'
 ARTIFACTS = Path(os.environ.get('GROUPINF_DOCS_ARTIFACTS', ROOT / 'tests' / 'artifacts'))
 # Modules whose exported functions and classes must each have their API entry (those not exported yet are
 # passed over; names come from groupinf/_modidx.py and each module's __all__).
-KEY_MODULES = ['data', 'model', 'hessian', 'influence', 'groups', 'runner', 'plots', 'cli']
+KEY_MODULES = ['data', 'model', 'hessian', 'influence', 'groups', 'store', 'tasks', 'runner', 'plots', 'cli']
 BUILD_TIMEOUT = 1800
 VIEWPORT = {'width': 1400, 'height': 900}
 # Pages whose full-page screenshots are kept as CI artefacts (besides the home page and the first experiment).

@@ -183,3 +183,40 @@ def test_far_from_optimum_warns(cancer):
     with pytest.warns(UserWarning, match="polishing moved scikit-learn's parameters"):
         eng = GroupInfluence.from_sklearn(sk, X.to_numpy(), y.to_numpy(), progress=False)
     assert eng.sklearn_param_change_ > 0.1
+
+
+def test_integer_labels_not_from_zero_become_their_positions_in_classes(digits):
+    "sklearn's classes_ 3..12: the engine's labels are their positions 0..9, and it agrees with the native engine."
+    x, y, groups = digits
+    sk = SkLR(C=C, tol=1e-10, max_iter=10000).fit(x, y + 3)
+    eng = GroupInfluence.from_sklearn(sk, x, y + 3, progress=False)
+    assert eng.classes_.tolist() == list(range(3, 13)) and eng.model.classes_.tolist() == list(range(10))
+    np.testing.assert_array_equal(eng.labels.numpy(), y)
+    d = _agreement(sk, x, y + 3, groups, Target.losses(x[:6], y[:6]))
+    assert max(d[e] for e in ESTS) < 1e-8 and d["params"] < 1e-4, d
+
+
+def test_the_polish_is_strict(cancer):
+    "A polish that cannot meet its tolerance raises ConvergenceError, as before, rather than warning."
+    from groupinf.hessian import ConvergenceError
+    X, y, _ = cancer
+    sk = SkLR(C=C, tol=1e-10, max_iter=10000).fit(X.to_numpy(), y.to_numpy())
+    with pytest.raises(ConvergenceError, match="warm_fit stopped at gradient norm"):
+        GroupInfluence.from_sklearn(sk, X, y, tol=1e-30)
+
+
+def test_a_model_fitted_on_labels_that_are_not_codes_is_refused_by_the_engine(cancer):
+    "The engine and its Targets work on codes 0..K-1: our model fitted on other labels is refused, naming its classes."
+    X, y, groups = cancer
+    x, yy = X.to_numpy(), y.to_numpy()
+    for labels in (np.where(yy == 1, "benign", "malignant"), yy + 3):
+        m = LogisticRegression(1.0).fit(x, labels)
+        with pytest.raises(ValueError, match=r"GroupInfluence works on class codes 0..K-1.*classes_ are \[.*\]: fit it on "
+                                             r"the codes np.searchsorted\(model.classes_, y\)"):
+            GroupInfluence(m, x, labels, progress=False)
+        codes = np.searchsorted(m.classes_, labels)       # the remedy the message names: the same model, on codes
+        m_codes = LogisticRegression(1.0).fit(x, codes)
+        np.testing.assert_array_equal(m_codes.params, m.params)
+        assert GroupInfluence(m_codes, x, codes, progress=False).influence(groups[:1], estimators=("pred",))
+    m = LogisticRegression(1.0, num_classes=2).fit(x, yy.astype(float))  # integral floats are codes: accepted
+    assert m.classes_.dtype == np.float64 and GroupInfluence(m, x, yy, progress=False).n == len(yy)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from groupinf.runner import is_temp_file, load_results, read_results
+from groupinf.store import is_temp_file, load_results, read_results
 
 RUN = ("ss_logreg", "breast_cancer_range-2_seed-0")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}

@@ -13,7 +13,7 @@ import pytest
 
 from groupinf.data import DataError, DataSet, Datasets, load_dataset
 from groupinf.model import ConvergenceError, LogisticRegression
-from groupinf.runner import is_temp_file
+from groupinf.store import is_temp_file
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg",
        "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}   # offline: every download is refused
@@ -71,15 +71,16 @@ def test_an_unknown_dataset_id_is_a_data_error():
 def test_fit_refuses_non_finite_features(data, bad):
     x, y, _, _ = data
     x = x.copy(); x[3, 4] = bad
-    with pytest.raises(ValueError, match="x contains NaN or infinite values"): LogisticRegression(1.0).fit(x, y)
+    with pytest.raises(ValueError, match="X contains NaN or infinite values"): LogisticRegression(1.0).fit(x, y)
 
 
-def test_fit_refuses_labels_outside_0_to_K_minus_1(data):
+def test_fit_refuses_labels_that_do_not_match_num_classes(data):
+    "Labels of any values are encoded (test_model_sklearn.py); with num_classes=K they are codes 0..K-1 or K values."
     x, y, _, _ = data
-    with pytest.raises(ValueError, match=r"labels must be in 0..1; got 2"):
+    with pytest.raises(ValueError, match=r"with num_classes=2, y must hold the codes 0..1 or exactly 2 distinct labels; got 3: \[0, 1, 2\]"):
         LogisticRegression(1.0, num_classes=2).fit(x, np.where(np.arange(len(y)) == 0, 2, y))
-    with pytest.raises(ValueError, match="labels must be in 0..K-1; got -1"):
-        LogisticRegression(1.0).fit(x, np.where(np.arange(len(y)) == 0, -1, y))
+    with pytest.raises(ValueError, match=r"exactly 3 distinct labels; got 2: \[-1, 0\]"):
+        LogisticRegression(1.0, num_classes=3).fit(x, y - 1)
 
 
 def test_fit_refuses_a_single_class(data):
@@ -95,7 +96,7 @@ def test_fit_refuses_a_class_without_examples_when_the_intercept_has_no_optimum(
 
 def test_fit_refuses_mismatched_lengths(data):
     x, y, _, _ = data
-    with pytest.raises(ValueError, match="labels must be a 1-d array of length 455"): LogisticRegression(1.0).fit(x, y[:-1])
+    with pytest.raises(ValueError, match="y must be a 1-d array of length 455"): LogisticRegression(1.0).fit(x, y[:-1])
     with pytest.raises(ValueError, match=r"sample_weight must have shape \(455,\)"):
         LogisticRegression(1.0).fit(x, y, sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="sample_weight must be finite and non-negative"):
@@ -103,14 +104,14 @@ def test_fit_refuses_mismatched_lengths(data):
 
 
 @pytest.mark.parametrize("make, error, match", [
-    (lambda x, y: (x.astype(str), y), TypeError, "x must be numeric"),
-    (lambda x, y: (x.astype(object), y), TypeError, "x must be numeric"),
-    (lambda x, y: (x[:, 0], y), ValueError, "x must be a 2-d array"),
-    (lambda x, y: (x[:, :, None], y), ValueError, "x must be a 2-d array"),
-    (lambda x, y: (x, y[:, None]), ValueError, "labels must be a 1-d array"),
-    (lambda x, y: (x, y + 0.5), TypeError, "labels must be integers"),
-    (lambda x, y: (x, y.astype(str)), TypeError, "labels must be integers"),
-], ids=["x-str", "x-object", "x-1d", "x-3d", "y-2d", "y-fractional", "y-str"])
+    (lambda x, y: (x.astype(str), y), TypeError, "X must be numeric"),
+    (lambda x, y: (x.astype(object), y), TypeError, "X must be numeric"),
+    (lambda x, y: (x[:, 0], y), ValueError, "X must be a 2-d array"),
+    (lambda x, y: (x[:, :, None], y), ValueError, "X must be a 2-d array"),
+    (lambda x, y: (x, np.stack([y, y], 1)), ValueError, "y must be a 1-d array"),  # a column vector is read as 1-d
+    (lambda x, y: (x, y + 0.5), ValueError, "Unknown label type: continuous"),     # strings are labels like any other
+    (lambda x, y: (x, np.where(np.arange(len(y)) == 0, np.nan, y)), ValueError, "Input y contains NaN"),
+], ids=["x-str", "x-object", "x-1d", "x-3d", "y-2d", "y-fractional", "y-nan"])
 def test_fit_refuses_wrong_dtypes_and_shapes(data, make, error, match):
     x, y, _, _ = data
     with pytest.raises(error, match=match): LogisticRegression(1.0).fit(*make(x, y))
@@ -120,7 +121,7 @@ def test_predictions_refuse_the_wrong_number_of_features(data):
     x, y, xt, yt = data
     m = LogisticRegression(1.0).fit(x, y)
     with pytest.raises(ValueError, match="X has 3 features, but LogisticRegression is expecting 30 features as input"): m.losses(xt[:, :3], yt)
-    with pytest.raises(ValueError, match=r"labels must be in 0..1; got 2"): m.losses(xt[:2], np.array([2, 0]))
+    with pytest.raises(ValueError, match=r"y has labels not in classes_ \[0, 1\]: \[2\]"): m.losses(xt[:2], np.array([2, 0]))
 
 
 @pytest.mark.parametrize("l2_reg", [-1.0, float("nan"), float("inf")])
@@ -137,10 +138,13 @@ def test_zero_l2_reg_with_a_singular_hessian_is_a_clear_error(data):
     assert isinstance(e.value, ValueError) and "\n" not in str(e.value)
 
 
-def test_non_convergence_within_the_iteration_limit_raises_convergence_error(data, engine):
+def test_non_convergence_within_the_iteration_limit_warns_or_with_strict_raises_convergence_error(data, engine):
+    from sklearn.exceptions import ConvergenceWarning
     x, y, _, _ = data
     with pytest.raises(ConvergenceError, match="after 1 iterations .*raise max_iter or l2_reg"):
-        LogisticRegression(1.0, max_iter=1).fit(x, y)
+        LogisticRegression(1.0, max_iter=1, strict=True).fit(x, y)
+    with pytest.warns(ConvergenceWarning, match="after 1 iterations .*raise max_iter or l2_reg"):
+        assert not LogisticRegression(1.0, max_iter=1).fit(x, y).converged_
     assert issubclass(ConvergenceError, RuntimeError)
     engine.model.max_iter = 1
     try:
@@ -243,11 +247,12 @@ def test_an_unwritable_output_directory_is_an_os_error_that_writes_nothing(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"] and (tmp_path / "a_file").read_text() == "not a directory"
 
 
-@pytest.mark.parametrize("kw, match", [(dict(fixed_reg=0.0), "fixed_reg must be a positive finite λ/n; got 0.0"),
-                                       (dict(fixed_reg=-1.0), "fixed_reg must be a positive finite λ/n; got -1.0"),
-                                       (dict(num_subsets=0), "num_subsets must be >= 1"),
-                                       (dict(subset_choice_type="all"), "subset_choice_type must be"),
-                                       (dict(subset_min_rel_size=2.0), "subset_min_rel_size")])
+@pytest.mark.parametrize("kw, match", [(dict(fixed_reg=0.0), r"fixed_reg: expected a regularisation λ/n in \(0, 1e\+06\], got 0.0"),
+                                       (dict(fixed_reg=-1.0), r"fixed_reg: expected a regularisation λ/n in \(0, 1e\+06\], got -1.0"),
+                                       (dict(num_subsets=0), "num_subsets: expected a number of group sizes from 1 to 100,000, got 0"),
+                                       (dict(subset_choice_type="all"), "subset_choice_type: expected one of 'range', 'types', got 'all'"),
+                                       (dict(subset_min_rel_size=2.0), "subset_min_rel_size"),
+                                       (dict(subset_min_rel_size=0.5, subset_max_rel_size=0.1), "subset_min_rel_size <= subset_max_rel_size")])
 def test_experiment_configurations_out_of_range_are_refused_before_anything_runs(kw, match):
     from groupinf.experiments.subsets import subsets_config
     with pytest.raises(ValueError, match=match): subsets_config(**kw)

@@ -14,7 +14,7 @@ import pytest
 
 import groupinf
 import groupinf.data as gd
-import groupinf.runner
+import groupinf.tasks
 import groupinf.datasets.cifar10 as C
 import groupinf.datasets.mnist as M
 from datasets_fixtures import no_internet, serve, write_cifar_tar, write_mnist  # noqa: F401  (no_internet: autouse)
@@ -172,7 +172,7 @@ UNPICKLERS = {("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"), 
               ("pandas", "read_pickle"), ("joblib", "load"), ("dill", "load"), ("dill", "loads"), ("shelve", "open"),
               ("marshal", "load"), ("marshal", "loads"), ("torch", "load")}
 ALLOWED = {("data.py", "_RestrictedUnpickler"),                    # restricted_loads: numbers, strings, containers, arrays
-           ("runner.py", "_payload"), ("runner.py", "_run_payload_chunk")}   # in-memory task payloads between processes
+           ("tasks.py", "_payload"), ("tasks.py", "_run_payload_chunk")}   # in-memory task payloads between processes
 
 
 def _calls(tree):
@@ -202,7 +202,7 @@ def test_the_package_never_unpickles_files_by_construction():
     assert bad_np_load == [], f"np.load without allow_pickle=False at {bad_np_load}"
     assert found <= ALLOWED, f"unexpected unpickling in {sorted(found - ALLOWED)}"
     import inspect
-    for fn in (groupinf.runner._payload, groupinf.runner._run_payload_chunk):  # they take bytes, never a path
+    for fn in (groupinf.tasks._payload, groupinf.tasks._run_payload_chunk):  # they take bytes, never a path
         assert "open(" not in inspect.getsource(fn) and "read_bytes" not in inspect.getsource(fn)
 
 
@@ -235,7 +235,7 @@ def pickle_spy(monkeypatch):
 def test_no_pickle_is_loaded_during_a_full_small_run(pickle_spy, tmp_path):
     "A whole subset experiment (cross-validation to figures), rerun from its stored phases, loads no pickle."
     from groupinf.experiments.subsets import SubsetInfluence, subsets_config
-    from groupinf.runner import load_results
+    from groupinf.store import load_results
     cfg = subsets_config("breast_cancer", num_subsets=1, fixed_reg=1e-3, kmeans_n_init=1)   # every phase, fewer fits
     R = SubsetInfluence(cfg, out_dir=tmp_path, progress=False).run()
     again = SubsetInfluence(cfg, out_dir=tmp_path, progress=False)

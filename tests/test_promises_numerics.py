@@ -171,7 +171,7 @@ def test_a_subset_run_at_a_tiny_fixed_reg_stores_no_nan(tmp_path):
     import pandas as pd
     from scipy.stats import spearmanr
     from groupinf.experiments.subsets import SubsetInfluence, subsets_config
-    from groupinf.runner import load_results
+    from groupinf.store import load_results
     exp = SubsetInfluence(subsets_config(fixed_reg=1e-9, num_subsets=1, kmeans_n_init=1), out_dir=tmp_path, progress=False)
     import warnings
     with warnings.catch_warnings():                                     # scipy warns of constant input (undefined ρ)

@@ -8,8 +8,9 @@ import cloudpickle
 import numpy as np
 import pytest
 
-from groupinf.runner import (Experiment, ResultsFileError, RunDirectoryError, collate, content_hash, encode_results,
-                             load_results, phase, read_results, save_results)
+from groupinf.runner import Experiment, RunDirectoryError, phase
+from groupinf.store import ResultsFileError, content_hash, encode_results, load_results, read_results, save_results
+from groupinf.tasks import collate
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -114,7 +115,7 @@ def test_a_malformed_phase_file_is_recomputed_to_the_same_results(tmp_path, kind
 def test_the_store_detects_accidents_and_says_so(tmp_path):
     "The content hash finds corruption and truncation; it is unkeyed, so the docs promise nothing about deliberate edits."
     docs = " ".join("".join(c["source"]) for c in json.loads(
-        (Path(__file__).parents[1] / "nbs" / "06_runner.ipynb").read_text())["cells"] if c["cell_type"] == "markdown")
+        (Path(__file__).parents[1] / "nbs" / "06a_store.ipynb").read_text())["cells"] if c["cell_type"] == "markdown")
     assert "does not stop a deliberate change" in docs and "integrity against accidents, not authenticity" in docs
     path = tmp_path / "r.npz"
     save_results(path, {"x": np.arange(1000.0)})
@@ -128,7 +129,7 @@ def test_a_subsets_run_that_cannot_fit_in_memory_is_refused_before_any_phase(tmp
     import groupinf.experiments.subsets as S
     monkeypatch.setattr(S, "available_memory", lambda: 1e4)   # a machine with 10 kB free
     exp = S.SubsetInfluence(S.subsets_config(dataset_id="breast_cancer", num_subsets=2), out_dir=tmp_path, progress=False)
-    need = S.estimated_run_bytes(exp.config, exp.data[1].shape[0], 31)
+    need = S.estimated_run_bytes(exp.config, len(exp.data.labels), 31)
     assert need > 1e4
     with pytest.raises(ValueError, match=r"2 sizes per group type make about 34 groups of up to 0.25 of 455 points, which need at least 64\.7 kB, more than the 10\.0 kB of "
                                          r"memory available here: use fewer \(--num-subsets\)"):

@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import spearmanr, pearsonr
 
 from groupinf.data import load_dataset
-from groupinf.runner import load_results
+from groupinf.store import load_results
 from groupinf.experiments import regularisation as rg
 from groupinf.experiments.subsets import SubsetInfluence
 

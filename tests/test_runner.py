@@ -8,9 +8,10 @@ import pytest
 import scipy.sparse as sp
 
 import groupinf.runner as runner
-from groupinf.runner import (Executor, Experiment, ExperimentDefinitionError, ProcessExecutor, ResultsFileError,
-                             RunLockedError, collate, encode_results, load_results, map_tasks, normalize_results,
-                             phase, read_results, run_lock, save_results, stable_hash)
+import groupinf.store as store
+from groupinf.runner import Experiment, ExperimentDefinitionError, RunLockedError, phase, run_lock
+from groupinf.store import ResultsFileError, encode_results, load_results, normalize_results, read_results, save_results
+from groupinf.tasks import Executor, ProcessExecutor, collate, map_tasks, stable_hash
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # worker processes need not import this test module
 
@@ -112,7 +113,7 @@ def test_damaged_result_files_are_detected(tmp_path, damage):
     else:  # a consistent zip whose recorded hash does not match its content
         loaded, meta = read_results(p)
         meta["content_hash"] = "0" * 64
-        runner._write_npz(p, encode_results(loaded)[0], meta)
+        store._write_npz(p, encode_results(loaded)[0], meta)
     with pytest.raises(ResultsFileError):
         read_results(p)
 
@@ -146,7 +147,7 @@ def test_sparse_matrices_round_trip_as_canonical_csr(tmp_path, fmt, dtype, case)
     assert r.has_canonical_format and np.array_equal(r.toarray(), dense)
     assert same(r, back["m"]) and same(r, normalize_results({"m": m})["m"])
     assert meta["format"] == "groupinf-results-2" and meta["schema"] == {"m": "sparse_csr"}
-    assert runner.content_hash(*encode_results(loaded)) == digest
+    assert store.content_hash(*encode_results(loaded)) == digest
 
 
 def test_sparse_matrices_are_stored_as_plain_csr_components(tmp_path):
@@ -175,7 +176,7 @@ def test_sparse_matrices_that_need_int64_indices_keep_them():
     wide = sp.csr_matrix((np.ones(1), np.array([2 ** 31], np.int64), np.array([0, 1], np.int64)), shape=(1, 2 ** 31 + 1))
     arrays, schema = encode_results({"w": wide})
     assert arrays["w/indices"].dtype == np.int64
-    back = runner.decode_results(arrays, schema)["w"]
+    back = store.decode_results(arrays, schema)["w"]
     assert back.shape == (1, 2 ** 31 + 1) and back.indices.tolist() == [2 ** 31]
 
 
@@ -189,16 +190,16 @@ def test_files_without_sparse_values_keep_the_first_format_and_hash(tmp_path):
 
 def test_the_content_hash_covers_every_sparse_component():
     arrays, schema = encode_results({"x": sp.random(30, 20, density=0.2, format="csr", random_state=0)})
-    h0 = runner.content_hash(arrays, schema)
+    h0 = store.content_hash(arrays, schema)
     for name in arrays:
         altered = {**arrays, name: arrays[name].copy()}
         altered[name].view(np.uint8)[0] ^= 1
-        assert runner.content_hash(altered, schema) != h0, name
+        assert store.content_hash(altered, schema) != h0, name
     moved = arrays["x/indices"].copy()
     moved[0] += 1  # one stored index changed
-    assert runner.content_hash({**arrays, "x/indices": moved}, schema) != h0
+    assert store.content_hash({**arrays, "x/indices": moved}, schema) != h0
     swapped = {**arrays, "x/indices": arrays["x/indptr"], "x/indptr": arrays["x/indices"]}
-    assert runner.content_hash(swapped, schema) != h0
+    assert store.content_hash(swapped, schema) != h0
 
 
 @pytest.mark.parametrize("member", ["x/data", "x/indices", "x/indptr", "x/shape"])
@@ -220,7 +221,7 @@ def test_inconsistent_sparse_files_are_refused_even_with_a_matching_hash(tmp_pat
     elif damage == "unsorted": arrays["x/indices"] = arrays["x/indices"][[1, 0, 2]]
     elif damage == "wrong_format": fmt = "groupinf-results-1"
     else: arrays["x/extra"] = np.zeros(1)
-    runner._write_npz(p, arrays, {"format": fmt, "schema": schema, "content_hash": runner.content_hash(arrays, schema)})
+    store._write_npz(p, arrays, {"format": fmt, "schema": schema, "content_hash": store.content_hash(arrays, schema)})
     with pytest.raises(ResultsFileError, match="r.npz"):
         read_results(p)
 
@@ -599,7 +600,7 @@ def test_leftover_temporary_files_are_removed_and_never_read(tmp_path):
     _, R2, ran, _ = run_toy(tmp_path)
     assert ran == ["total"] and same(R1, R2)
     assert not any(j.exists() for j in junk)
-    assert not any(runner.is_temp_file(p) for p in exp.run_dir.rglob("*"))
+    assert not any(store.is_temp_file(p) for p in exp.run_dir.rglob("*"))
 
 
 def test_phase_errors_are_clear(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from groupinf.runner import DaskExecutor, Experiment, collate, make_executor, map_tasks, phase
+from groupinf.runner import Experiment, phase
+from groupinf.tasks import DaskExecutor, collate, make_executor, map_tasks
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Dask workers need not import this test module
 

@@ -11,14 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from groupinf.runner import is_temp_file, load_results, read_results
+from groupinf.store import is_temp_file, load_results, read_results
 
 TOY = textwrap.dedent('''
     import argparse, json, logging, multiprocessing, os, re, sys, time
     from pathlib import Path
     import numpy as np
     import groupinf.runner as runner
-    from groupinf.runner import Experiment, phase, collate
+    import groupinf.store as store
+    from groupinf.runner import Experiment, phase
+    from groupinf.tasks import collate
 
     PAUSE = os.environ.get("TOY_PAUSE")            # regex over checkpoint labels
     PAUSE_COUNT = int(os.environ.get("TOY_PAUSE_COUNT", "1"))
@@ -36,11 +38,11 @@ TOY = textwrap.dedent('''
     class Pauser(logging.Handler):
         def emit(self, record): checkpoint("log: " + record.getMessage())
 
-    _commit = runner._commit
+    _commit = store._commit
     def paused_commit(tmp, path):
         checkpoint("commit: " + Path(path).name)
         _commit(tmp, path)
-    runner._commit = paused_commit
+    store._commit = paused_commit
 
     def item_task(i, scale, offset):
         checkpoint(f"task: {i}")

@@ -4,16 +4,18 @@
 
 # %% ../../nbs/12_counterexamples.ipynb #bcbadf10
 from __future__ import annotations
-import functools, itertools, time
+import itertools, time
 import numpy as np
+from fastcore.basics import patch
 from ..runner import Experiment, phase
 from ..datasets.synthetic import COUNTEREXAMPLE_IDS, counterexample_datasets
 from ..model import LogisticRegression
-from .subsets import retrained_rows, retrain_results
+from .base import (DataSpec, EngineSpec, GroupData, engine_of, retrain_results, retrain_task, checked, config_options,
+                                       config_from_args, one_of, Seed, Bytes)
 
 # %% auto #0
 __all__ = ['LSTSQ_TEST_POINTS', 'AVG_KS', 'AVG_CS', 'FACTOR_POINTS', 'RANDOM_POINTS', 'exhaustive_subsets', 'dparam_cosines',
-           'adversarial_test_points', 'counterexamples_config', 'retrain_chunk_task', 'Counterexamples',
+           'adversarial_test_points', 'counterexamples_config', 'counterexample_data', 'Counterexamples',
            'test_set_effects', 'constructed_test_point', 'stored_effects', 'counterexample_correlations',
            'counterexample_panel', 'figure4_data', 'figure4', 'cosine_figure', 'add_counterexamples_parser',
            'run_counterexamples']
@@ -102,34 +104,24 @@ def adversarial_test_points(first_order, # first-order parameter changes a_U (G 
     return out
 
 # %% ../../nbs/12_counterexamples.ipynb #749b15b9
-def counterexamples_config(dataset_id: str = "gauss4", # one of the synthetic counterexample datasets
-                           seed: int = 0, # seed of the dataset generator and of the test-point construction
-                           retrain: bool = True, # retrain every group (the actual effects); False skips the slow part
-                           test_infl_subsets: str = "auto", # 'all' groups, the 'constructed' ones, or 'auto' (all if <= 1000)
-                           max_memory: float = 1e9): # bytes for batched intermediates
+@checked
+def counterexamples_config(dataset_id: one_of(*COUNTEREXAMPLE_IDS) = "gauss4", # one of the synthetic counterexample datasets
+                           seed: Seed = 0, # seed of the datasets and of the test-point construction
+                           retrain: bool = True, # retrain every group (the actual effects; without, gauss4 takes seconds)
+                           test_infl_subsets: one_of("auto", "all", "constructed") = "auto", # groups whose test-influence rows are stored: all when at most 1000 groups (auto), all, or the constructed ones
+                           max_memory: Bytes = 1e9): # bytes for batched intermediates
     "The configuration of a counterexamples run."
-    if dataset_id not in COUNTEREXAMPLE_IDS: raise ValueError(f"dataset_id must be one of {COUNTEREXAMPLE_IDS}; got {dataset_id!r}")
-    if test_infl_subsets not in ("auto", "all", "constructed"):
-        raise ValueError(f"test_infl_subsets must be 'auto', 'all' or 'constructed'; got {test_infl_subsets!r}")
     return dict(dataset_id=dataset_id, seed=int(seed), retrain=bool(retrain), test_infl_subsets=test_infl_subsets,
                 max_memory=float(max_memory), tag=None if retrain else "no-retrain")
 
 # %% ../../nbs/12_counterexamples.ipynb #84f5655d
-@functools.lru_cache(maxsize=8)
-def _dataset(dataset_id, seed):
+def counterexample_data(dataset_id: str, # one of the synthetic counterexample datasets
+                        seed: int = 0, # seed of the generator
+                       ) -> GroupData:
+    "A counterexample dataset's training and test sets (binary, no intercept)."
     r = counterexample_datasets(seed)
-    return (r[f"{dataset_id}_train_X"].astype(np.float64), r[f"{dataset_id}_train_Y"].astype(np.int64),
-            r[f"{dataset_id}_test_X"].astype(np.float64), r[f"{dataset_id}_test_Y"].astype(np.int64))
-
-def _engine(dataset_id, seed, params, l2_reg, max_memory):
-    from groupinf.influence import GroupInfluence
-    x, y, _, _ = _dataset(dataset_id, seed)
-    m = LogisticRegression.from_params(params, l2_reg, x.shape[1], 2, fit_intercept=False, max_memory=max_memory)
-    return GroupInfluence(m, x, y, inverse_hvp_method="primal", max_memory=max_memory, progress=False)
-
-def retrain_chunk_task(groups, **problem):
-    "Retrain without each group of a chunk (a runner task): parameter change, gradient norm, tolerance, iterations."
-    return retrained_rows(_engine(**problem).retrain([np.asarray(g, np.int64) for g in groups]))
+    return GroupData(r[f"{dataset_id}_train_X"], r[f"{dataset_id}_train_Y"].astype(np.int64), fit_intercept=False,
+                     test_x=r[f"{dataset_id}_test_X"], test_labels=r[f"{dataset_id}_test_Y"].astype(np.int64))
 
 # %% ../../nbs/12_counterexamples.ipynb #d2f8428d
 class Counterexamples(Experiment):
@@ -145,16 +137,17 @@ class Counterexamples(Experiment):
         return (np.asarray(self.R[f"{d}_train_X"], np.float64), np.asarray(self.R[f"{d}_train_Y"]).astype(np.int64),
                 np.asarray(self.R[f"{d}_test_X"], np.float64), np.asarray(self.R[f"{d}_test_Y"]).astype(np.int64))
 
-    def problem(self):
-        "What a task needs to rebuild the influence engine."
+    def spec(self, params=None, l2_reg=None) -> EngineSpec:
+        "What a task needs to rebuild the influence engine (at the fitted parameters, or at `params`)."
         c = self.config
-        return dict(dataset_id=c["dataset_id"], seed=c["seed"], params=np.asarray(self.R["initial_params"]),
-                    l2_reg=float(self.R["l2_reg"]), max_memory=c["max_memory"])
+        return EngineSpec.of(DataSpec.of(counterexample_data, dataset_id=c["dataset_id"], seed=c["seed"]),
+                             self.R["initial_params"] if params is None else params, self.R["l2_reg"] if l2_reg is None else l2_reg,
+                             2, "primal", c["max_memory"])
 
-    @functools.cached_property
+    @property
     def engine(self):
-        "The `GroupInfluence` at the fitted parameters."
-        return _engine(**self.problem())
+        "The `GroupInfluence` at the fitted parameters (built once per process)."
+        return engine_of(self.spec())
 
     @property
     def groups(self): return [np.asarray(g, np.int64) for g in self.R["subset_indices"]]
@@ -168,9 +161,9 @@ class Counterexamples(Experiment):
         from groupinf.objective import margin_gradients, per_example_gradients
         x, y, xt, yt = self.data
         l2_reg = 1e-3 * len(y)
-        m = LogisticRegression(l2_reg, fit_intercept=False, max_memory=self.config["max_memory"]).fit(x, y)
+        m = LogisticRegression(l2_reg, fit_intercept=False, max_memory=self.config["max_memory"], strict=True).fit(x, y)
         lay = m.layout_
-        e = _engine(self.config["dataset_id"], self.config["seed"], m.params, l2_reg, self.config["max_memory"])
+        e = engine_of(self.spec(m.params, l2_reg))
         return dict(l2_reg=l2_reg, initial_params=m.params, initial_grad_norm=m.grad_norm_,
                     train_losses=m.losses(x, y), train_margins=m.margins(x, y), train_accuracy=m.accuracy(x, y),
                     test_losses=m.losses(xt, yt), test_margins=m.margins(xt, yt), test_accuracy=m.accuracy(xt, yt),
@@ -189,7 +182,7 @@ class Counterexamples(Experiment):
         D1 = self.engine.first_order_params(self.groups)
         out = dict(subset_pred_dparam=D1, subset_newton_pred_dparam=self.engine.newton_params(self.groups))
         if self.config["retrain"]:
-            out.update(retrain_results(self.map_tasks(retrain_chunk_task, [g.tolist() for g in self.groups], shared=self.problem(),
+            out.update(retrain_results(self.map_tasks(retrain_task, [g.tolist() for g in self.groups], shared=dict(spec=self.spec()),
                                                       batched=True, chunk_size=64, desc="retrain")))
         return out
 
@@ -220,12 +213,12 @@ def _constructed_rows(R):
     keys = [k for k in R if (k.endswith("_subsets") and ("lstsq" in k or "factor" in k)) or "avg_K-" in k]
     return np.unique(np.concatenate([np.asarray(R[k], np.int64) for k in keys]))
 
-def _test_infl_rows(self: Counterexamples):
+@patch
+def test_infl_rows(self: Counterexamples):
     "Which groups' rows phase 5 stores."
     G, mode = len(self.R["subset_indices"]), self.config["test_infl_subsets"]
     if mode == "all" or (mode == "auto" and G <= 1000): return np.arange(G)
     return _constructed_rows(self.R)
-Counterexamples.test_infl_rows = _test_infl_rows
 
 def test_set_effects(engine, # the `GroupInfluence` at θ̂
                     R, # the run's results through phase 4
@@ -248,10 +241,6 @@ def test_set_effects(engine, # the `GroupInfluence` at θ̂
             out[f"{prefix}subset_test_pparam_{kind}infl"] = engine.plugin_effects(D["pred_dparam"], t)
             out[f"{prefix}subset_test_nparam_{kind}infl"] = engine.plugin_effects(D["newton_pred_dparam"], t)
     return out
-
-# %% ../../nbs/12_counterexamples.ipynb #70d3615d
-from ..runner import _collect_phases
-Counterexamples.phases = _collect_phases(Counterexamples)
 
 # %% ../../nbs/12_counterexamples.ipynb #2970dd59
 def constructed_test_point(R, tag: str, occurrence: int = 0, prefix: str = "cex_") -> int:
@@ -356,9 +345,14 @@ def cosine_figure(R):
     fig.tight_layout()
     return fig
 
-def _summarize(self: Counterexamples): return counterexample_correlations(self.R)
+@patch
+def summarize(self: Counterexamples):
+    "Spearman ρ between first-order, Newton and actual margin effects, per test family."
+    return counterexample_correlations(self.R)
 
-def _make_figures(self: Counterexamples):
+@patch
+def make_figures(self: Counterexamples):
+    "This run's Figure 4 panels under both cosine rankings, and the cosines."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
     for ax, ranking in zip(axes, ("original", "true")):
@@ -366,8 +360,6 @@ def _make_figures(self: Counterexamples):
         ax.set_xlabel("Newton approximation"); ax.set_ylabel("Influence on test prediction")
     fig.tight_layout(); self.save_figure(fig, "figure4-panel.png"); plt.close(fig)
     fig = cosine_figure(self.R); self.save_figure(fig, "cosines.png"); plt.close(fig)
-
-Counterexamples.summarize, Counterexamples.make_figures = _summarize, _make_figures
 
 # %% ../../nbs/12_counterexamples.ipynb #e8c5dcff
 def add_counterexamples_parser(subparsers):
@@ -377,13 +369,7 @@ def add_counterexamples_parser(subparsers):
                               description="Fit logistic regression without intercept (λ = 1e-3·N) on synthetic datasets, enumerate "
                               "their groups, compute first-order, Newton and retrained parameter changes, construct adversarial "
                               "test points, and write Figure 4 when both gauss4 and ortho2 are run.")
-    p.add_argument("--dataset-id", nargs="+", choices=COUNTEREXAMPLE_IDS, default=["ortho2", "gauss4"],
-                   help="synthetic dataset(s) (default: ortho2 gauss4)")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of the datasets and of the test-point construction (default: %(default)s)")
-    p.add_argument("--no-retrain", action="store_true", help="skip retraining (no actual effects; gauss4 then takes seconds)")
-    p.add_argument("--test-infl-subsets", choices=("auto", "all", "constructed"), default="auto",
-                   help="groups whose test-influence rows are stored (default: all when at most 1000 groups)")
-    p.add_argument("--max-memory", type=float, default=1e9, help="bytes for batched intermediates (default: %(default)g)")
+    config_options(p, counterexamples_config, dataset_id=dict(nargs="+", default=["ortho2", "gauss4"]), seed=dict(flag="--subset-seed"))
     add_executor_arguments(p)
     return p
 
@@ -396,8 +382,7 @@ def run_counterexamples(args):
     with executor_from_args(args) as ex:
         for d in args.dataset_id:
             t0 = time.time()
-            exp = Counterexamples(counterexamples_config(d, args.subset_seed, not args.no_retrain, args.test_infl_subsets, args.max_memory),
-                                  out_dir=out, executor=ex)
+            exp = Counterexamples(config_from_args(counterexamples_config, args, dataset_id=d), out_dir=out, executor=ex)
             runs[d] = exp.run(**run_options_from_args(args))
             table = exp.summarize()
             show = table[table.test_points.isin(["cex_one"]) | table.test_points.str.endswith("_gauss")]

@@ -4,18 +4,18 @@
 
 # %% ../../nbs/13_credit_assignment.ipynb #089eb088
 from __future__ import annotations
-import argparse, functools, json, time
+import argparse, time
 import numpy as np
-from ..runner import Experiment, logger, phase
-from ..model import LogisticRegression
-from ..groups import choose_fixed_test, fixed_test_points, is_paper_copy, turker_groups, pad_groups, unpad_groups
-from .subsets import cv_grid, retrained_rows, retrain_results, fold_bounds, fit_folds
+from fastcore.basics import patch
+from ..runner import phase
+from ..groups import choose_fixed_test, is_paper_copy, turker_groups, pad_groups
+from .base import (GroupData, GroupExperiment, group_config, unpack_effects, checked, experiment_parser,
+                                       config_from_args, one_of, RelReg, HvpMethod, Bytes)
 
 # %% auto #0
-__all__ = ['MATCHED_GENRES', 'MISMATCHED_GENRES', 'FIXED_POINTS', 'STANDIN_DEFAULTS', 'INVERSE_HVP_METHODS', 'GENRE_EFFECT_ORDER',
-           'GENRE_EFFECT_SORT', 'PAPER_FIGURES', 'CreditData', 'standin_mnli', 'credit_data',
-           'credit_assignment_config', 'cv_task', 'influence_engine', 'retrain_task', 'cross_validate', 'target_rows',
-           'unpack_effects', 'CreditAssignment', 'split_targets', 'training_sum_first_order', 'correlation_table',
+__all__ = ['MATCHED_GENRES', 'MISMATCHED_GENRES', 'FIXED_POINTS', 'STANDIN_DEFAULTS', 'GENRE_EFFECT_ORDER', 'GENRE_EFFECT_SORT',
+           'PAPER_FIGURES', 'CreditData', 'standin_mnli', 'credit_data', 'credit_assignment_config', 'target_rows',
+           'CreditAssignment', 'split_targets', 'training_sum_first_order', 'correlation_table',
            'genre_accuracy_figure', 'size_figure', 'genre_effect_matrix', 'genre_effect_figure',
            'genre_contribution_figure', 'add_credit_assignment_parser', 'credit_assignment_config_from_args',
            'run_credit_assignment']
@@ -25,29 +25,19 @@ MATCHED_GENRES = ("fiction", "government", "slate", "telephone", "travel")
 MISMATCHED_GENRES = ("facetoface", "letters", "nineeleven", "oup", "verbatim")
 FIXED_POINTS = {"mnli": dict(test=(8487, 3448, 3156, 1127, 4218, 6907), nonfires=(1722, 2734, 9467, 7378, 9448, 2838))}
 
-class CreditData:
+class CreditData(GroupData):
     "Arrays of a credit-assignment dataset: training set with weights, workers and genres; test and mismatched sets."
     def __init__(self, x, labels, weights, workers, genres, test_x, test_labels, test_genres,
                  nonfires_x, nonfires_labels, nonfires_genres):
-        self.x, self.labels = np.asarray(x, np.float64), np.asarray(labels, np.int64)
+        super().__init__(x, labels, weights, test_x=test_x, test_labels=test_labels, nonfires_x=nonfires_x,
+                         nonfires_labels=nonfires_labels)
         n = len(self.labels)
-        self.weights = np.ones(n) if weights is None else np.asarray(weights, np.float64)
         self.workers, self.genres = np.asarray(workers).astype(str), np.asarray(genres).astype(str)
-        self.test_x, self.test_labels = np.asarray(test_x, np.float64), np.asarray(test_labels, np.int64)
-        self.test_genres = np.asarray(test_genres).astype(str)
-        self.nonfires_x, self.nonfires_labels = np.asarray(nonfires_x, np.float64), np.asarray(nonfires_labels, np.int64)
-        self.nonfires_genres = np.asarray(nonfires_genres).astype(str)
-        for name, a, m in [("weights", self.weights, n), ("workers", self.workers, n), ("genres", self.genres, n),
+        self.test_genres, self.nonfires_genres = np.asarray(test_genres).astype(str), np.asarray(nonfires_genres).astype(str)
+        for name, a, m in [("workers", self.workers, n), ("genres", self.genres, n),
                            ("test_genres", self.test_genres, len(self.test_labels)),
                            ("nonfires_genres", self.nonfires_genres, len(self.nonfires_labels))]:
             if a.shape != (m,): raise ValueError(f"{name} must have shape ({m},); got {a.shape}")
-        if not np.all(self.weights >= 0): raise ValueError("weights must be non-negative")
-
-    @property
-    def num_classes(self): return int(max(self.labels.max(), self.test_labels.max(), self.nonfires_labels.max())) + 1
-    def __repr__(self):
-        return (f"CreditData(train={self.x.shape}, workers={len(np.unique(self.workers))}, test={self.test_x.shape}, "
-                f"nonfires={self.nonfires_x.shape}, classes={self.num_classes})")
 
 # %% ../../nbs/13_credit_assignment.ipynb #d2fe08a6
 STANDIN_DEFAULTS = dict(seed=0, num_workers=40, num_train=1200, num_eval_per_genre=100, num_features=16,
@@ -110,105 +100,39 @@ def _read_mnli(data_dir, num_features, sample_weights):
     return CreditData(d.train.x, d.train.labels, None, ids[0], genres[0], d.test.x, d.test.labels, genres[2],
                       nf.x, nf.labels, nf_genres)
 
-@functools.lru_cache(maxsize=4)
-def _credit_data_cached(key: str) -> CreditData:
-    c = json.loads(key)
-    if c["dataset_id"] == "mnli": return _read_mnli(c["data_dir"], c["num_features"], c["sample_weights"])
-    return standin_mnli(**_standin_params(c["standin"]))
-
 def credit_data(dataset_id: str = "mnli_standin", # 'mnli' (the authors' bundle) or 'mnli_standin'
                 data_dir=None, # data directory of the real bundle
                 num_features: int = 600, # leading feature columns kept (real data)
                 standin: dict | None = None, # stand-in parameters (see `standin_mnli`)
                 sample_weights: bool | None = None, # None: all weights 1
                ) -> CreditData:
-    "The arrays of a credit-assignment run (cached per process)."
+    "The arrays of a credit-assignment run."
     if dataset_id not in ("mnli", "mnli_standin"):
         raise ValueError(f"dataset_id must be 'mnli' or 'mnli_standin'; got {dataset_id!r}")
-    if dataset_id == "mnli_standin": standin = dict(_standin_params(standin), weights=bool(sample_weights))
-    key = json.dumps(dict(dataset_id=dataset_id, data_dir=None if data_dir is None else str(data_dir),
-                          num_features=int(num_features), standin=standin, sample_weights=sample_weights), sort_keys=True)
-    return _credit_data_cached(key)
+    if dataset_id == "mnli": return _read_mnli(None if data_dir is None else str(data_dir), int(num_features), sample_weights)
+    return standin_mnli(**dict(_standin_params(standin), weights=bool(sample_weights)))
 
 # %% ../../nbs/13_credit_assignment.ipynb #b41ea8a9
-INVERSE_HVP_METHODS = ("explicit", "cg", "auto", "primal", "dual", "matrix-free")  # 'explicit' = 'primal', 'cg' = 'matrix-free'
-
-def credit_assignment_config(dataset_id: str = "mnli", # 'mnli' or 'mnli_standin'
-                             data_dir=None, # data directory of the real bundle
+@checked
+def credit_assignment_config(dataset_id: one_of("mnli", "mnli_standin") = "mnli", # the authors' MultiNLI bundle or the stand-in
+                             data_dir=None, # data directory holding multinli_1.0/
                              num_features: int = 600, # leading feature columns kept (real data)
                              standin: dict | None = None, # stand-in parameters, for 'mnli_standin'
-                             sample_weights: bool | None = None, # None: unit weights (the paper)
-                             cv_range=(1e-4, 1e-1, 10), # (min, max, count) of λ/n for cross-validation
-                             fixed_reg: float | None = None, # use this λ/n instead of cross-validating
-                             inverse_hvp_method: str = "explicit", # one of INVERSE_HVP_METHODS ('explicit' is the paper's)
+                             sample_weights: bool = False, # fit with sample weights (the stand-in's; MultiNLI has none)
+                             cv_range=(1e-4, 1e-1, 10), # cross-validation grid of λ/n (the paper's)
+                             fixed_reg: RelReg = None, # use this λ/n instead of cross-validation
+                             inverse_hvp_method: HvpMethod = "explicit", # how H⁻¹ is applied ('explicit' is the paper's)
                              newton: bool = False, # also compute one-step Newton estimates
                              use_frozen_fixed_points: bool = True, # the original's fixed points for 'mnli'
                              min_group_size: int = 1, # keep workers with at least this many examples
-                             max_memory: float = 1e9, # bytes for batched intermediates
-                             tag: str | None = None, # appended to the run id
+                             max_memory: Bytes = 1e9, # bytes for batched intermediates
+                             tag: str | None = None, # suffix of the run id (the command line's default: 'standin' for the stand-in)
                             ) -> dict:
     "The configuration of a credit-assignment run."
-    if dataset_id not in ("mnli", "mnli_standin"): raise ValueError(f"dataset_id must be 'mnli' or 'mnli_standin'; got {dataset_id!r}")
-    if inverse_hvp_method not in INVERSE_HVP_METHODS:
-        raise ValueError(f"inverse_hvp_method must be one of {INVERSE_HVP_METHODS}; got {inverse_hvp_method!r}")
-    return dict(dataset_id=dataset_id, data_dir=None if data_dir is None else str(data_dir), num_features=int(num_features),
-                standin=_standin_params(standin) if dataset_id == "mnli_standin" else None,
-                sample_weights=None if not sample_weights else True, cross_validation_folds=5,
-                normalized_cross_validation_range=cv_grid(cv_range, fixed_reg), inverse_hvp_method=inverse_hvp_method,
-                newton=bool(newton), use_frozen_fixed_points=bool(use_frozen_fixed_points),
-                min_group_size=int(min_group_size), max_memory=float(max_memory), tag=tag)
-
-# %% ../../nbs/13_credit_assignment.ipynb #f37de5d1
-def _train_arrays(data_fn, data_key):
-    "(x, labels, weights, num_classes) of the training set from a data function."
-    d = data_fn(data_key)
-    return d.x, d.labels, d.weights, d.num_classes
-
-def cv_task(l2_reg, data_fn, data_key, folds, max_memory, f1_sets=()):
-    "Held-out weighted loss sum and accuracy of every fold at one λ (folds fitted together); weighted F1 on named sets (binary)."
-    from sklearn.metrics import f1_score
-    d = data_fn(data_key)
-    x, y, w, K = d.x, d.labels, d.weights, d.num_classes
-    r = fit_folds(x, y, w, folds, l2_reg, K, max_memory)
-    out = {key: np.zeros(len(folds) - 1) for key in ["loss", "accuracy"] + [f"f1_{name}" for name in f1_sets]}
-    for k, (a, b) in enumerate(zip(folds, folds[1:])):
-        m = LogisticRegression.from_params(r.params[:, k], l2_reg, x.shape[1], K, max_memory=max_memory)
-        out["loss"][k], out["accuracy"][k] = w[a:b] @ m.losses(x[a:b], y[a:b]), m.accuracy(x[a:b], y[a:b])
-        for name in f1_sets:
-            xe, ye, we = getattr(d, f"{name}_x"), getattr(d, f"{name}_labels"), getattr(d, f"{name}_weights")
-            out[f"f1_{name}"][k] = f1_score(ye, (m.predict_proba(xe)[:, 1] > 0.5).astype(int), sample_weight=we, zero_division=0)
-    return out  # one value per fold
-
-@functools.lru_cache(maxsize=2)
-def _cached_engine(data_fn, data_key, params_bytes, l2_reg, num_classes, method, max_memory):
-    from groupinf.influence import GroupInfluence
-    x, y, w, _ = _train_arrays(data_fn, data_key)
-    params = np.frombuffer(params_bytes, np.float64).copy()
-    m = LogisticRegression.from_params(params, l2_reg, x.shape[1], num_classes, max_memory=max_memory)
-    return GroupInfluence(m, x, y, sample_weight=w, inverse_hvp_method=method, max_memory=max_memory, progress=False)
-
-def influence_engine(data_fn, data_key, params, l2_reg, num_classes, method, max_memory):
-    "The `GroupInfluence` engine of fitted parameters on a dataset's training set with its weights (cached)."
-    return _cached_engine(data_fn, data_key, np.ascontiguousarray(params, np.float64).tobytes(), float(l2_reg),
-                          int(num_classes), method, float(max_memory))
-
-def retrain_task(groups, **problem):
-    "Retrain without each group of a chunk (weights zeroed): parameter change, gradient norm, tolerance, iterations."
-    return retrained_rows(influence_engine(**problem).retrain([np.asarray(g, np.int64) for g in groups]))
-
-def cross_validate(exp: Experiment, n: int, select_by: str = "accuracy", f1_sets=()) -> dict:
-    "Phase body shared by the applications: one task per λ fitting all contiguous folds; the λ with the best mean criterion."
-    lo, hi, num = exp.config["normalized_cross_validation_range"]
-    regs = np.logspace(np.log10(lo * n), np.log10(hi * n), int(num))
-    folds = fold_bounds(n, exp.config["cross_validation_folds"])
-    out = exp.map_tasks(cv_task, [float(r) for r in regs], shared=dict(exp.data_problem(), folds=folds, max_memory=exp.config["max_memory"],
-                                                                      f1_sets=tuple(f1_sets)), desc="cross-validation")
-    table = lambda key: np.stack([o[key] for o in out])  # λ × fold
-    res = dict(cv_regs=regs, cv_errors=table("loss").sum(1), cv_accs=table("accuracy").mean(1))
-    for name in f1_sets: res[f"cv_{name}_f1s"] = table(f"f1_{name}").mean(1)
-    crit = res["cv_accs"] if select_by == "accuracy" else res[f"cv_{select_by}_f1s"]
-    res["cv_l2_reg"] = float(regs[int(np.argmax(crit))])
-    return res
+    return group_config(dataset_id, data_dir, cv_range, fixed_reg, inverse_hvp_method, max_memory, tag,
+                        num_features=int(num_features), standin=_standin_params(standin) if dataset_id == "mnli_standin" else None,
+                        sample_weights=None if not sample_weights else True, newton=bool(newton),
+                        use_frozen_fixed_points=bool(use_frozen_fixed_points), min_group_size=int(min_group_size))
 
 # %% ../../nbs/13_credit_assignment.ipynb #cd1091be
 def target_rows(split: str, # 'train', 'test' or 'nonfires': the suffix of the result keys
@@ -229,96 +153,43 @@ def target_rows(split: str, # 'train', 'test' or 'nonfires': the suffix of the r
     for j, t in enumerate(fixed): rows.append(np.eye(m)[int(t)]); keys.append(f"fixed_{split}[{j}]")
     return np.stack(rows), keys
 
-def unpack_effects(values, # effects of every group on every target row (G × J)
-                   keys, # the key stem of each row, from `target_rows`
-                   estimator: str, # 'pred', 'actl', 'newton'...: the middle of the key
-                   prefix: str = "", # put before every key (data valuation: 'subset_')
-                   margin: bool = False, # margin targets: keys end in '_margin_infl'
-                  ) -> dict:
-    "The original's result keys `<prefix><stem>_<estimator>[_margin]_infl`; indexed stems (fixed points) as one G × m array."
-    out, stacked = {}, {}
-    name = lambda stem: f"{prefix}{stem}_{estimator}{'_margin' if margin else ''}_infl"
-    for j, k in enumerate(keys):
-        if "[" in k: stacked.setdefault(k.split("[")[0], []).append(values[:, j])
-        else: out[name(k)] = values[:, j]
-    for stem, cols in stacked.items(): out[name(stem)] = np.stack(cols, 1)
-    return out
-
 # %% ../../nbs/13_credit_assignment.ipynb #cc675733
-class CreditAssignment(Experiment):
+class CreditAssignment(GroupExperiment):
     "Credit assignment to crowdworkers: first-order and actual effects of removing each worker's examples."
     experiment_id = "credit_assignment"
     run_id_format = "{dataset_id}_sample_weights-{sample_weights}"
     volatile_config_keys = ("max_memory",)  # the data directory is not volatile: it decides the data
-
-    def data_problem(self) -> dict:
-        "The data function and key that tasks load the data with."
-        c = self.config
-        return dict(data_fn=_credit_data_from_key, data_key=json.dumps(
-            dict(dataset_id=c["dataset_id"], data_dir=c["data_dir"], num_features=c["num_features"],
-                 standin=c["standin"], sample_weights=c["sample_weights"]), sort_keys=True))
-
-    @property
-    def data(self) -> CreditData: return _credit_data_from_key(self.data_problem()["data_key"])
-
-    def problem(self) -> dict:
-        "What a task needs to rebuild the engine at the fitted parameters."
-        return dict(self.data_problem(), params=np.asarray(self.R["initial_params"]), l2_reg=float(self.R["cv_l2_reg"]),
-                    num_classes=self.data.num_classes, method=self.config["inverse_hvp_method"],
-                    max_memory=self.config["max_memory"])
-
-    @property
-    def engine(self): return influence_engine(**self.problem())
-    @property
-    def groups(self): return unpad_groups(self.R["subset_indices"])
-
-    def model(self, params=None):
-        "The fitted model (or one holding `params`)."
-        return LogisticRegression.from_params(self.R["initial_params"] if params is None else params, float(self.R["cv_l2_reg"]),
-                                              self.data.x.shape[1], self.data.num_classes, max_memory=self.config["max_memory"])
-
-def _credit_data_from_key(key: str) -> CreditData:
-    "`credit_data` from the JSON key of `CreditAssignment.data_problem`."
-    return credit_data(**json.loads(key))
+    load_data = staticmethod(credit_data)
+    data_keys = ("dataset_id", "data_dir", "num_features", "standin", "sample_weights")
+    splits = ("train", "test", "nonfires")
+    fixed_splits = {"test": "fixed_test", "nonfires": "fixed_nonfires"}
+    self_key = "self_{}"
+    retrain_chunk = 24  # workers per task: the original's batch size
 
 # %% ../../nbs/13_credit_assignment.ipynb #dd0224d2
-@phase(0, "cross_validation")
-def _ca_cross_validation(self: CreditAssignment):
-    return cross_validate(self, len(self.data.labels), "accuracy")
+@patch
+def fixed_test_choice(self: CreditAssignment, split: str) -> tuple:
+    "A split's frozen list on the paper's copy of MultiNLI (unless `use_frozen_fixed_points` is off), else the original's rule."
+    c, n = self.config, len(self.data.split(split)[1])
+    frozen, label = FIXED_POINTS.get(c["dataset_id"], {}), f"{c['dataset_id']} {split}"
+    copy = is_paper_copy(c["dataset_id"], len(self.data.test_labels), data_dir=c.get("data_dir"))
+    return choose_fixed_test("auto" if c["use_frozen_fixed_points"] else "rule", label, n, copy,
+                             {label: frozen[split]} if split in frozen else {})
 
-@phase(1, "initial_training")
-def _ca_initial_training(self: CreditAssignment):
-    d = self.data
-    m = LogisticRegression(float(self.R["cv_l2_reg"]), num_classes=d.num_classes, max_memory=self.config["max_memory"])
-    m.fit(d.x, d.labels, sample_weight=d.weights)
-    out = dict(initial_params=m.params, initial_grad_norm=m.grad_norm_, nonfires_predictions=m.predict_proba(d.nonfires_x))
-    for split, x, y in [("train", d.x, d.labels), ("test", d.test_x, d.test_labels), ("nonfires", d.nonfires_x, d.nonfires_labels)]:
-        out[f"initial_{split}_losses"], out[f"initial_{split}_accuracy"] = m.losses(x, y), m.accuracy(x, y)
-    return out
-
-@phase(2, "pick_test_points")
-def _ca_pick_test_points(self: CreditAssignment):
-    c = self.config
-    frozen = FIXED_POINTS.get(c["dataset_id"], {})
-    copy = is_paper_copy(c["dataset_id"], len(self.R["initial_test_losses"]), data_dir=c.get("data_dir"))
-    out = {}
-    for split, key in (("test", "fixed_test"), ("nonfires", "fixed_nonfires")):  # a frozen list on the paper's copy, else the rule
-        losses = self.R[f"initial_{split}_losses"]
-        label = f"{c['dataset_id']} {split}"
-        choice = rule, _, why = choose_fixed_test("auto" if c["use_frozen_fixed_points"] else "rule", label, len(losses),
-                                                  copy, {label: frozen[split]} if split in frozen else {})
-        out[key] = fixed_test_points(choice, losses)
-        out[f"{key}_rule"], out[f"{key}_reason"] = rule, why
-        logger.info("%s points: %s", key.replace("_", " "), why)
-    return out
+@patch
+def initial_extras(self: CreditAssignment, model) -> dict:
+    "The predicted class probabilities of the mismatched examples."
+    return dict(nonfires_predictions=model.predict_proba(self.data.nonfires_x))
 
 # %% ../../nbs/13_credit_assignment.ipynb #802acc78
 def _genre_index_sets(genres):
     names = np.unique(genres)
     return [str(g) for g in names], [np.flatnonzero(genres == g) for g in names]
 
+@patch
 @phase(4, "pick_subsets")
-def _ca_pick_subsets(self: CreditAssignment):
+def draw_groups(self: CreditAssignment):
+    "One group per worker, with the examples each wrote in each genre, and the genre index sets of the evaluation splits."
     d = self.data
     tags, groups = turker_groups(d.workers, self.config["min_group_size"])
     train_genres, _ = _genre_index_sets(d.genres)
@@ -346,8 +217,10 @@ def training_sum_first_order(engine, groups, C):
     per_point = Gop @ np.asarray(engine.inverse_hvp(grads))            # n × J: g_iᵀ H⁻¹ ∇F_j
     return engine.indicator(groups) @ per_point                        # Σ_{i∈U} s_i g_iᵀ H⁻¹ ∇F_j
 
+@patch
 @phase(5, "all_and_fixed_test_and_nonfire_influence")
-def _ca_first_order(self: CreditAssignment):
+def first_order_on_targets(self: CreditAssignment):
+    "First-order influence of every worker on every loss sum of every split."
     e, d, groups = self.engine, self.data, self.groups
     out = dict(subset_train_grad_for_pred_infl=e.group_gradients(groups))
     C, keys = target_rows("train", d.labels, d.num_classes, weights=d.weights)
@@ -358,45 +231,14 @@ def _ca_first_order(self: CreditAssignment):
     return out
 
 # %% ../../nbs/13_credit_assignment.ipynb #2c0b9ef6
-@phase(6, "retrain")
-def _ca_retrain(self: CreditAssignment):
-    out = self.map_tasks(retrain_task, [g.tolist() for g in self.groups], shared=self.problem(), batched=True,
-                         chunk_size=24, desc="retrain")
-    return retrain_results(out)
+@patch
+def effect_targets(self: CreditAssignment) -> list:
+    "Every loss sum of the training, test and mismatched splits, under the original's keys."
+    return [(*split_targets(self.data, s, () if s == "train" else self.R[f"fixed_{s}"]), "", False)
+            for s in ("train", "test", "nonfires")]
 
-@phase(7, "compute_self_pred_infl")
-def _ca_self_pred(self: CreditAssignment):
-    D = self.engine.first_order_params(self.groups)
-    return dict(subset_pred_dparam=D, self_pred_infl=self.engine.self_linear_effects(self.groups, D))
-
-def _effects_of(self, D, estimator, linear):
-    "Effects of parameter changes D on every target of every split, under the original's keys."
-    e, d, out = self.engine, self.data, {}
-    f = e.linear_effects if linear else e.plugin_effects
-    for split in ("train", "test", "nonfires"):
-        t, keys = split_targets(d, split, () if split == "train" else self.R[f"fixed_{split}"])
-        out.update(unpack_effects(f(D, t), keys, estimator))
-    sf = e.self_linear_effects if linear else e.self_plugin_effects
-    out[f"self_{estimator}_infl"] = sf(self.groups, D, "loss")
-    return out
-CreditAssignment.effects_of = _effects_of
-
-@phase(8, "compute_actl_infl")
-def _ca_actual(self: CreditAssignment):
-    return self.effects_of(self.R["subset_dparam"], "actl", linear=False)
-
-@phase(10, "newton")
-def _ca_newton(self: CreditAssignment):
-    if not self.config["newton"]: return {}
-    D = self.engine.newton_params(self.groups)
-    return dict(subset_newton_dparam=D, **self.effects_of(D, "newton", linear=True))
-
-for _f in (_ca_cross_validation, _ca_initial_training, _ca_pick_test_points, _ca_pick_subsets, _ca_first_order,
-           _ca_retrain, _ca_self_pred, _ca_actual, _ca_newton): setattr(CreditAssignment, _f.__name__, _f)
-
-# %% ../../nbs/13_credit_assignment.ipynb #ab37b8e3
-from ..runner import _collect_phases
-CreditAssignment.phases = _collect_phases(CreditAssignment)  # register the phases defined above
+@patch
+def newton_wanted(self: CreditAssignment) -> bool: "When asked for (`newton`)."; return self.config["newton"]
 
 # %% ../../nbs/13_credit_assignment.ipynb #0b22713a
 def _target_pairs(R, estimator="pred"):
@@ -516,60 +358,44 @@ PAPER_FIGURES = {"paper-suppfig-mnli-acc-test.pdf": lambda R: genre_accuracy_fig
                  "paper-suppfig-mnli-size.pdf": size_figure, "paper-suppfig-mnli-genre-effect.pdf": genre_effect_figure,
                  "paper-suppfig-mnli-genre-contrib.pdf": genre_contribution_figure}
 
-def _ca_summarize(self: CreditAssignment): return correlation_table(self.R)
+@patch
+def summarize(self: CreditAssignment):
+    "Spearman and Pearson correlation of the actual effects with each estimator, per target."
+    return correlation_table(self.R)
 
-def _ca_make_figures(self: CreditAssignment):
+@patch
+def make_figures(self: CreditAssignment):
+    "The paper's supplementary MultiNLI figures."
     import matplotlib.pyplot as plt
     for name, draw in PAPER_FIGURES.items():
         fig = draw(self.R); self.save_figure(fig, name); plt.close(fig)
-
-CreditAssignment.summarize, CreditAssignment.make_figures = _ca_summarize, _ca_make_figures
 
 # %% ../../nbs/13_credit_assignment.ipynb #ba45f0d5
 def add_credit_assignment_parser(subparsers, # the `add_subparsers()` object of `groupinf run`
                                  name: str = "credit-assignment", # the subcommand's name
                                 ) -> argparse.ArgumentParser:
     "Add the credit-assignment subcommand (the original script's flags, `--standin`, executor flags)."
-    from groupinf.runner import add_executor_arguments
-    p = subparsers.add_parser(name, help="credit assignment to MultiNLI crowdworkers (one group per worker)",
-                              description="Credit assignment: the first-order and actual effect of removing each "
-                              "crowdworker's MultiNLI examples on the loss of every matched and mismatched genre. "
-                              "--standin runs it on a small synthetic stand-in with the same structure.")
-    p.add_argument("--dataset-id", default="mnli", choices=("mnli", "mnli_standin"), help="dataset (default: %(default)s)")
-    p.add_argument("--standin", action="store_true", help="run on the synthetic stand-in (same as --dataset-id mnli_standin)")
-    p.add_argument("--data-dir", default=None, help="data directory holding multinli_1.0/")
-    p.add_argument("--num-features", type=int, default=600, help="leading feature columns kept (default: %(default)s)")
-    p.add_argument("--sample-weights", action="store_true", help="fit with sample weights (the stand-in's; MultiNLI has none)")
-    p.add_argument("--cv-range", type=float, nargs=3, default=(1e-4, 1e-1, 10), metavar=("MIN", "MAX", "COUNT"),
-                   help="cross-validation grid of λ/n (default: 1e-4 1e-1 10, the paper's)")
-    p.add_argument("--fixed-reg", type=float, default=None, help="use this λ/n instead of cross-validation")
-    p.add_argument("--inverse-hvp-method", choices=INVERSE_HVP_METHODS, default="explicit", help="how H⁻¹ is applied (default: %(default)s)")
+    p = experiment_parser(subparsers, name, credit_assignment_config, "credit assignment to MultiNLI crowdworkers (one group per worker)",
+                          "Credit assignment: the first-order and actual effect of removing each crowdworker's MultiNLI examples "
+                          "on the loss of every matched and mismatched genre. --standin runs it on a small synthetic stand-in "
+                          "with the same structure.", skip=("standin",))
+    p.add_argument("--standin", action="store_true", dest="use_standin", help="run on the synthetic stand-in (same as --dataset-id mnli_standin)")
     p.add_argument("--inverse-vp-method", choices=("cholesky", "lu", "cholesky_lu"), default=None, help="accepted for compatibility; no effect")
-    p.add_argument("--grad-batch-size", type=int, default=None, help="accepted for compatibility; batches follow --max-memory")
-    p.add_argument("--hessian-batch-size", type=int, default=None, help="accepted for compatibility; batches follow --max-memory")
-    p.add_argument("--newton", action="store_true", help="also compute one-step Newton estimates")
-    p.add_argument("--max-memory", type=float, default=1e9, help="bytes for batched intermediates (default: %(default)g)")
-    p.add_argument("--tag", default=None, help="suffix of the run id (default: 'standin' for the stand-in)")
-    add_executor_arguments(p)
+    for flag in ("--grad-batch-size", "--hessian-batch-size"):
+        p.add_argument(flag, type=int, default=None, help="accepted for compatibility; batches follow --max-memory")
     return p
 
 def credit_assignment_config_from_args(args: argparse.Namespace) -> dict:
     "The run configuration from parsed `credit-assignment` options."
-    dataset = "mnli_standin" if args.standin else args.dataset_id
+    dataset = "mnli_standin" if args.use_standin else args.dataset_id
     tag = args.tag if args.tag is not None else ("standin" if dataset == "mnli_standin" else None)
-    return credit_assignment_config(dataset, args.data_dir, args.num_features, sample_weights=args.sample_weights or None,
-                                    cv_range=tuple(args.cv_range), fixed_reg=args.fixed_reg,
-                                    inverse_hvp_method=args.inverse_hvp_method, newton=args.newton,
-                                    max_memory=args.max_memory, tag=tag)
+    return config_from_args(credit_assignment_config, args, dataset_id=dataset, tag=tag)
 
 def run_credit_assignment(args: argparse.Namespace) -> dict:
     "Run the experiment from parsed options; print the per-genre Spearman table and where the results are."
-    from groupinf.runner import executor_from_args, run_options_from_args, out_dir_from_args, configure_logging
-    configure_logging("INFO")
+    from groupinf.runner import run_from_args
     cfg, t0 = credit_assignment_config_from_args(args), time.time()
-    with executor_from_args(args) as ex:
-        exp = CreditAssignment(cfg, out_dir=out_dir_from_args(args), executor=ex)
-        R = exp.run(**run_options_from_args(args))
+    exp, R = run_from_args(CreditAssignment, cfg, args)
     table = exp.summarize()
     genres = [f"{g}_test" for g in R["test_genres"]] + [f"{g}_nonfires" for g in R["nonfires_genres"]] + ["all_test", "self"]
     show = table[table.target.isin(genres)].pivot(index="target", columns="estimator", values="spearman").loc[genres]

@@ -4,23 +4,22 @@
 
 # %% ../../nbs/14_data_valuation.ipynb #f1dcacbf
 from __future__ import annotations
-import argparse, functools, hashlib, json, os, sqlite3, time
+import argparse, hashlib, json, os, sqlite3, time
 from pathlib import Path
 import numpy as np
-import scipy.sparse as sp
-from ..runner import Experiment, logger, phase
-from ..model import LogisticRegression
-from ..groups import choose_fixed_test, fixed_test_points, is_paper_copy, labelling_function_groups, pad_groups, unpad_groups, group_indicator
-from .subsets import cv_grid, retrain_results
-from .credit_assignment import (cross_validate, retrain_task, influence_engine, unpack_effects,
-                                                    correlation_table, INVERSE_HVP_METHODS)
+from fastcore.basics import patch
+from ..runner import Experiment, phase
+from ..groups import choose_fixed_test, is_paper_copy, labelling_function_groups, pad_groups, group_indicator
+from .base import (GroupData, GroupExperiment, group_config, loss_residuals, unpack_effects, weighted_f1, checked,
+                                       experiment_parser, config_from_args, one_of, RelReg, HvpMethod, Bytes)
+from .credit_assignment import correlation_table
 
 # %% auto #0
 __all__ = ['STANDIN_CDR_DEFAULTS', 'VALUATION_FIXED_TEST', 'VALUATION_FIXED_TEST_BALANCED', 'CV_CRITERIA', 'PAPER_FIGURES',
            'write_standin_cdr_db', 'standin_cdr_data_dir', 'BabbleReduce', 'babble_reduce_config',
            'babble_reduce_table', 'babble_reduce_figure', 'ValuationData', 'valuation_data', 'lf_statistics',
-           'data_valuation_config', 'DataValuation', 'loss_residuals', 'valuation_targets', 'per_row_influence',
-           'lf_table', 'lf_correlations', 'accuracy_figure', 'lf_property_figure', 'combined_applications_figure',
+           'data_valuation_config', 'DataValuation', 'valuation_targets', 'per_row_influence', 'lf_table',
+           'lf_correlations', 'accuracy_figure', 'lf_property_figure', 'combined_applications_figure',
            'add_data_valuation_parser', 'data_valuation_config_from_args', 'run_data_valuation',
            'add_babble_reduce_parser', 'run_babble_reduce']
 
@@ -105,30 +104,41 @@ class BabbleReduce(Experiment):
     run_id_format = "{dataset_id}_regularization_type-{regularization_type}_sample_weights-{sample_weights}"
     volatile_config_keys = ()
 
+    @phase(0, "try_regs")
+    def try_regs(self):
+        "L1 fits over the λ grid; the λ of the best validation F1."
+        from groupinf.datasets.cdr import load_babble_reduce
+        c = self.config
+        res = load_babble_reduce(c["data_dir"], tuple(c["initial_reg_range"]), c["seed"])
+        return dict(res, best_i=int(res["best_i"]), best_reg=float(res["regs"][int(res["best_i"])]))
+
+    @phase(1, "create_reduced_matrices")
+    def create_reduced_matrices(self):
+        "Cache the reduced matrices of every split (and the nonfires), and record their shapes."
+        from groupinf.datasets.cdr import load_reduced_cdr, load_reduced_cdr_nonfires
+        c = self.config; rr = tuple(c["initial_reg_range"])
+        d, nf = load_reduced_cdr(c["data_dir"], rr, c["seed"]), load_reduced_cdr_nonfires(c["data_dir"], rr, c["seed"])
+        return dict(reduced_shapes=np.array([s.x.shape for s in (d.train, d.validation, d.test, nf)]))
+
+    def summarize(self):
+        "The table of the λ grid."
+        return babble_reduce_table(self.R)
+
+    def make_figures(self):
+        "F1 and kept features against λ."
+        import matplotlib.pyplot as plt
+        fig = babble_reduce_figure(self.R); self.save_figure(fig, "babble-reduce.pdf"); plt.close(fig)
+
 def babble_reduce_config(data_dir=None, # data directory holding babble/cdr.db
-                         reg_range=(1e-4, 1e-1, 10), # (min, max, count) of λ/n
-                         seed: int = 1, # RandomState seed handed to liblinear
-                         tag: str | None = None, # appended to the run id
+                         reg_range=(1e-4, 1e-1, 10), # λ/n grid
+                         seed: int = 1, # RandomState seed of liblinear
+                         tag: str | None = None, # suffix of the run id (the command line's default: 'standin' for the stand-in)
                         ) -> dict:
     "The configuration of a babble-reduce run (L1, with sample weights and intercept, as the paper's)."
     lo, hi, num = reg_range
     if not (0 < lo <= hi and int(num) >= 1): raise ValueError(f"reg_range must be (min > 0, max >= min, count >= 1); got {reg_range}")
     return dict(dataset_id="cdr", data_dir=None if data_dir is None else str(data_dir), regularization_type="l1",
                 sample_weights=True, fit_intercept=True, initial_reg_range=[float(lo), float(hi), int(num)], seed=int(seed), tag=tag)
-
-@phase(0, "try_regs")
-def _br_try_regs(self: BabbleReduce):
-    from groupinf.datasets.cdr import load_babble_reduce
-    c = self.config
-    res = load_babble_reduce(c["data_dir"], tuple(c["initial_reg_range"]), c["seed"])
-    return dict(res, best_i=int(res["best_i"]), best_reg=float(res["regs"][int(res["best_i"])]))
-
-@phase(1, "create_reduced_matrices")
-def _br_create(self: BabbleReduce):
-    from groupinf.datasets.cdr import load_reduced_cdr, load_reduced_cdr_nonfires
-    c = self.config; rr = tuple(c["initial_reg_range"])
-    d, nf = load_reduced_cdr(c["data_dir"], rr, c["seed"]), load_reduced_cdr_nonfires(c["data_dir"], rr, c["seed"])
-    return dict(reduced_shapes=np.array([s.x.shape for s in (d.train, d.validation, d.test, nf)]))
 
 def babble_reduce_table(R: dict): # results of a babble-reduce run
     "Per λ: λ/n, non-zero count, weighted accuracy and F1 on train/validation/test, and which λ was chosen."
@@ -152,63 +162,35 @@ def babble_reduce_figure(R: dict): # results of a babble-reduce run
     fig.tight_layout()
     return fig
 
-for _f in (_br_try_regs, _br_create): setattr(BabbleReduce, _f.__name__, _f)
-BabbleReduce.summarize = lambda self: babble_reduce_table(self.R)
-def _br_make_figures(self):
-    import matplotlib.pyplot as plt
-    fig = babble_reduce_figure(self.R); self.save_figure(fig, "babble-reduce.pdf"); plt.close(fig)
-BabbleReduce.make_figures = _br_make_figures
-
-# %% ../../nbs/14_data_valuation.ipynb #9d19ba0f
-from ..runner import _collect_phases
-BabbleReduce.phases = _collect_phases(BabbleReduce)
-
 # %% ../../nbs/14_data_valuation.ipynb #0020f9e7
 VALUATION_FIXED_TEST = {"cdr": (1502, 1021, 3778, 830, 3894, 3149), "reduced_cdr": (1502, 1021, 3778, 830, 3894, 3149)}
 VALUATION_FIXED_TEST_BALANCED = {"cdr": (898, 293, 14, 1139, 1783, 1100), "reduced_cdr": (898, 293, 14, 1139, 1783, 1100)}
 
-class ValuationData:
+class ValuationData(GroupData):
     "Arrays of a data-valuation run: LF rows (weights, LF ids), validation, test and nonfire sets (dense or CSR), LF votes, gold labels."
+    num_classes = 2
     def __init__(self, x, labels, weights, lf_ids, validation_x, validation_labels, validation_weights,
                  test_x, test_labels, nonfires_x, nonfires_labels, votes=None, gold=None):
-        feats = lambda a: sp.csr_matrix(a, dtype=np.float64) if sp.issparse(a) else np.asarray(a, np.float64)  # sparse stays sparse
-        self.x, self.labels, self.weights = feats(x), np.asarray(labels, np.int64), np.asarray(weights, np.float64)
-        self.lf_ids = np.asarray(lf_ids, np.int64)
-        self.validation_x, self.validation_labels = feats(validation_x), np.asarray(validation_labels, np.int64)
-        self.validation_weights = np.asarray(validation_weights, np.float64)
-        self.test_x, self.test_labels = feats(test_x), np.asarray(test_labels, np.int64)
-        self.test_weights = np.ones(len(self.test_labels))
-        self.nonfires_x, self.nonfires_labels = feats(nonfires_x), np.asarray(nonfires_labels, np.int64)
-        self.votes, self.gold = votes, gold
-        n = len(self.labels)
-        for name, a in (("weights", self.weights), ("lf_ids", self.lf_ids)):
-            if a.shape != (n,): raise ValueError(f"{name} must have shape ({n},); got {a.shape}")
-    num_classes = 2
-    def __repr__(self):
-        return (f"ValuationData(train={self.x.shape}, LFs={len(np.unique(self.lf_ids))}, validation={self.validation_x.shape}, "
-                f"test={self.test_x.shape}, nonfires={self.nonfires_x.shape})")
-
-@functools.lru_cache(maxsize=4)
-def _valuation_data_cached(dataset_id, data_dir, sample_weights):
-    from groupinf.data import load_dataset, load_supplement
-    d = load_dataset(dataset_id, data_dir=data_dir)
-    w = load_supplement(f"{dataset_id}_weights", data_dir)
-    lfs = load_supplement(f"{dataset_id}_LFs", data_dir)
-    nf = load_supplement(f"{dataset_id}_nonfires", data_dir)
-    votes, gold = load_supplement(f"{dataset_id}_labeling_info", data_dir)
-    if not sample_weights: w = [np.ones(d.train.num_examples), np.ones(d.validation.num_examples)]
-    return ValuationData(d.train.x, d.train.labels, w[0], lfs[0], d.validation.x, d.validation.labels, w[1],
-                         d.test.x, d.test.labels, nf.x, nf.labels, votes, gold)
+        super().__init__(x, labels, weights, validation_x=validation_x, validation_labels=validation_labels, test_x=test_x,
+                         test_labels=test_labels, nonfires_x=nonfires_x, nonfires_labels=nonfires_labels)
+        self.lf_ids, self.validation_weights = np.asarray(lf_ids, np.int64), np.asarray(validation_weights, np.float64)
+        self.test_weights, self.votes, self.gold = np.ones(len(self.test_labels)), votes, gold
+        if self.lf_ids.shape != (len(self.labels),): raise ValueError(f"lf_ids must have shape ({len(self.labels)},); got {self.lf_ids.shape}")
 
 def valuation_data(dataset_id: str = "reduced_cdr", # 'reduced_cdr' (the paper) or 'cdr' (all features, sparse)
                    data_dir=None, # data directory holding babble/cdr.db
                    sample_weights: bool = True, # weights 1/#LFs of the row's candidate; all ones when False
                   ) -> ValuationData:
-    "The arrays of a data-valuation run, read with the CDR loaders (cached per process)."
+    "The arrays of a data-valuation run, read with the CDR loaders."
+    from groupinf.data import load_dataset, load_supplement
     if dataset_id not in ("reduced_cdr", "cdr"): raise ValueError(f"dataset_id must be 'reduced_cdr' or 'cdr'; got {dataset_id!r}")
-    return _valuation_data_cached(dataset_id, None if data_dir is None else str(data_dir), bool(sample_weights))
-
-def _valuation_data_from_key(key: str) -> ValuationData: return valuation_data(**json.loads(key))
+    d = load_dataset(dataset_id, data_dir=data_dir)
+    w = load_supplement(f"{dataset_id}_weights", data_dir)
+    lfs, nf = load_supplement(f"{dataset_id}_LFs", data_dir), load_supplement(f"{dataset_id}_nonfires", data_dir)
+    votes, gold = load_supplement(f"{dataset_id}_labeling_info", data_dir)
+    if not sample_weights: w = [np.ones(d.train.num_examples), np.ones(d.validation.num_examples)]
+    return ValuationData(d.train.x, d.train.labels, w[0], lfs[0], d.validation.x, d.validation.labels, w[1],
+                         d.test.x, d.test.labels, nf.x, nf.labels, votes, gold)
 
 # %% ../../nbs/14_data_valuation.ipynb #b0cf8dc1
 def lf_statistics(lf_ids, # LF id of each training row (n,)
@@ -235,100 +217,65 @@ def lf_statistics(lf_ids, # LF id of each training row (n,)
 # %% ../../nbs/14_data_valuation.ipynb #f8c4c49d
 CV_CRITERIA = ("validation_f1", "test_f1", "accuracy")
 
-def data_valuation_config(dataset_id: str = "reduced_cdr", # 'reduced_cdr' (the paper) or 'cdr'
+@checked
+def data_valuation_config(dataset_id: one_of("reduced_cdr", "cdr") = "reduced_cdr", # the paper's reduced features, or all of them (sparse)
                           data_dir=None, # data directory holding babble/cdr.db
-                          sample_weights: bool = False, # weights 1/#LFs (the paper's run passes True)
-                          cv_range=(1e-4, 1e-1, 10), # (min, max, count) of λ/n for cross-validation
-                          cv_criterion: str = "validation_f1", # 'validation_f1', 'test_f1' (the original's leak) or 'accuracy'
-                          fixed_reg: float | None = None, # use this λ/n instead of cross-validating
+                          sample_weights: bool = False, # weight rows 1/#LFs of their candidate (the paper's run)
+                          cv_range=(1e-4, 1e-1, 10), # cross-validation grid of λ/n (the paper's)
+                          cv_criterion: one_of(*CV_CRITERIA) = "validation_f1", # how λ is chosen (test_f1 is the original's, which leaks the test set)
+                          fixed_reg: RelReg = None, # use this λ/n instead of cross-validation
                           balance_test: bool = False, # the original's balanced list of fixed test points
                           use_frozen_fixed_test: bool = True, # the original's fixed test points for CDR
-                          inverse_hvp_method: str | None = None, # one of INVERSE_HVP_METHODS; None: 'explicit' for reduced_cdr, 'auto' for cdr
-                          max_memory: float = 1e9, # bytes for batched intermediates
-                          tag: str | None = None, # appended to the run id
+                          inverse_hvp_method: HvpMethod = None, # how H⁻¹ is applied (default: explicit for reduced_cdr, auto for cdr)
+                          max_memory: Bytes = 1e9, # bytes for batched intermediates
+                          tag: str | None = None, # suffix of the run id (the command line's default: 'standin' for the stand-in)
                          ) -> dict:
     "The configuration of a data-valuation run."
-    if dataset_id not in ("reduced_cdr", "cdr"): raise ValueError(f"dataset_id must be 'reduced_cdr' or 'cdr'; got {dataset_id!r}")
-    if cv_criterion not in CV_CRITERIA: raise ValueError(f"cv_criterion must be one of {CV_CRITERIA}; got {cv_criterion!r}")
-    if inverse_hvp_method is None: inverse_hvp_method = "explicit" if dataset_id == "reduced_cdr" else "auto"
-    if inverse_hvp_method not in INVERSE_HVP_METHODS:
-        raise ValueError(f"inverse_hvp_method must be one of {INVERSE_HVP_METHODS}; got {inverse_hvp_method!r}")
-    return dict(dataset_id=dataset_id, data_dir=None if data_dir is None else str(data_dir), sample_weights=bool(sample_weights),
-                cross_validation_folds=5, normalized_cross_validation_range=cv_grid(cv_range, fixed_reg),
-                cv_criterion=cv_criterion, balance_test=bool(balance_test), use_frozen_fixed_test=bool(use_frozen_fixed_test),
-                inverse_hvp_method=inverse_hvp_method, max_memory=float(max_memory), tag=tag)
+    method = inverse_hvp_method or ("explicit" if dataset_id == "reduced_cdr" else "auto")
+    return group_config(dataset_id, data_dir, cv_range, fixed_reg, method, max_memory, tag, sample_weights=bool(sample_weights),
+                        cv_criterion=cv_criterion, balance_test=bool(balance_test), use_frozen_fixed_test=bool(use_frozen_fixed_test))
 
 # %% ../../nbs/14_data_valuation.ipynb #fd3b376d
-class DataValuation(Experiment):
+class DataValuation(GroupExperiment):
     "Data valuation of labelling functions: first-order and actual effects of deleting each LF's rows."
     experiment_id = "data_valuation"
     run_id_format = "{dataset_id}_sample_weights-{sample_weights}"
-    volatile_config_keys = ("max_memory",)
-
-    def data_problem(self) -> dict:
-        "The data function and key that tasks load the data with."
-        c = self.config
-        return dict(data_fn=_valuation_data_from_key, data_key=json.dumps(
-            dict(dataset_id=c["dataset_id"], data_dir=c["data_dir"], sample_weights=c["sample_weights"]), sort_keys=True))
-
-    @property
-    def data(self) -> ValuationData: return _valuation_data_from_key(self.data_problem()["data_key"])
-
-    def problem(self) -> dict:
-        "What a task needs to rebuild the engine at the fitted parameters."
-        return dict(self.data_problem(), params=np.asarray(self.R["initial_params"]), l2_reg=float(self.R["cv_l2_reg"]),
-                    num_classes=2, method=self.config["inverse_hvp_method"], max_memory=self.config["max_memory"])
+    load_data = staticmethod(valuation_data)
+    data_keys = ("dataset_id", "data_dir", "sample_weights")
+    splits = ("train", "test", "nonfires")
+    cv_f1_sets = ("validation", "test")
+    retrain_chunk = 24  # LFs per task
+    newton = None  # no Newton phase
 
     @property
-    def engine(self): return influence_engine(**self.problem())
-    @property
-    def groups(self): return unpad_groups(self.R["subset_indices"])
+    def cv_select(self) -> str:
+        "The score λ maximises: mean validation F1 (the default), test F1 (the original's leak) or accuracy."
+        return {"accuracy": "cv_accs", "test_f1": "cv_test_f1s"}.get(self.config["cv_criterion"], "cv_validation_f1s")
 
 # %% ../../nbs/14_data_valuation.ipynb #794df8ba
-@phase(0, "cross_validation")
-def _dv_cross_validation(self: DataValuation):
-    crit = self.config["cv_criterion"]
-    res = cross_validate(self, len(self.data.labels), "accuracy" if crit == "accuracy" else crit[:-len("_f1")],
-                         f1_sets=("validation", "test"))
-    res["cv_f1s"] = res["cv_test_f1s"] if crit == "test_f1" else res["cv_validation_f1s"]
+@patch
+def cross_validation(self: DataValuation):
+    "The shared cross-validation, with the F1 scores of the chosen criterion as `cv_f1s`."
+    res = GroupExperiment.cross_validation(self)
+    res["cv_f1s"] = res["cv_test_f1s"] if self.config["cv_criterion"] == "test_f1" else res["cv_validation_f1s"]
     return res
 
-def loss_residuals(model: LogisticRegression, # a fitted model
-                   x, # features (n × d), dense or sparse
-                   labels, # integer labels (n,)
-                  ) -> np.ndarray: # n × R (binary: R = 1)
-    "Residuals `p_i − e_{y_i}` of every example (binary: `p_i − y_i`), the loss gradients being `g_i = r_i ⊗ [x_i; 1]`."
-    p = model.predict_proba(x)
-    r = p - np.eye(p.shape[1])[np.asarray(labels)]
-    return r[:, 1:] if p.shape[1] == 2 else r
-
-def _f1(m, x, y, w):
-    from sklearn.metrics import f1_score
-    return float(f1_score(y, (m.predict_proba(x)[:, 1] > 0.5).astype(int), sample_weight=w, zero_division=0))
-
-@phase(1, "initial_training")
-def _dv_initial_training(self: DataValuation):
+@patch
+def initial_extras(self: DataValuation, model) -> dict:
+    "Weighted F1 on the test and validation sets, the training residuals and the nonfire predictions."
     d = self.data
-    m = LogisticRegression(float(self.R["cv_l2_reg"]), num_classes=2, max_memory=self.config["max_memory"])
-    m.fit(d.x, d.labels, sample_weight=d.weights)
-    out = dict(initial_params=m.params, initial_grad_norm=m.grad_norm_, initial_test_f1=_f1(m, d.test_x, d.test_labels, d.test_weights),
-               initial_validation_f1=_f1(m, d.validation_x, d.validation_labels, d.validation_weights))
-    for split, x, y in [("train", d.x, d.labels), ("test", d.test_x, d.test_labels), ("nonfires", d.nonfires_x, d.nonfires_labels)]:
-        out[f"initial_{split}_losses"], out[f"initial_{split}_margins"] = m.losses(x, y), m.margins(x, y)
-        out[f"initial_{split}_accuracy"] = m.accuracy(x, y)
-    out["train_grad_residuals"] = loss_residuals(m, d.x, d.labels)  # n × 1: g_i = r_i [x_i; 1], never the n × P matrix
-    out["nonfires_predictions"] = m.predict_proba(d.nonfires_x)
-    return out
+    return dict(initial_test_f1=weighted_f1(model, d.test_x, d.test_labels, d.test_weights),
+                initial_validation_f1=weighted_f1(model, d.validation_x, d.validation_labels, d.validation_weights),
+                train_grad_residuals=loss_residuals(model, d.x, d.labels),  # n × 1: g_i = r_i [x_i; 1], never the n × P matrix
+                nonfires_predictions=model.predict_proba(d.nonfires_x))
 
-@phase(2, "pick_test_points")
-def _dv_pick_test_points(self: DataValuation):
-    c, n = self.config, len(self.R["initial_test_losses"])
+@patch
+def fixed_test_choice(self: DataValuation, split: str = "test") -> tuple:
+    "The original's list (or its balanced one) on the paper's copy of CDR, unless `use_frozen_fixed_test` is off; else the rule."
+    c, n = self.config, len(self.data.test_labels)
     frozen = VALUATION_FIXED_TEST_BALANCED if c["balance_test"] else VALUATION_FIXED_TEST
     copy = is_paper_copy(c["dataset_id"], n, data_dir=c.get("data_dir"))
-    choice = rule, _, why = choose_fixed_test("auto" if c["use_frozen_fixed_test"] else "rule", c["dataset_id"], n, copy, frozen)
-    fixed = fixed_test_points(choice, self.R["initial_test_losses"])
-    logger.info("fixed test points: %s", why)
-    return dict(fixed_test=fixed, fixed_test_rule=rule, fixed_test_reason=why)
+    return choose_fixed_test("auto" if c["use_frozen_fixed_test"] else "rule", c["dataset_id"], n, copy, frozen)
 
 # %% ../../nbs/14_data_valuation.ipynb #bc14b74b
 def valuation_targets(d: ValuationData, fixed, kind: str = "loss"):
@@ -348,8 +295,10 @@ def per_row_influence(engine, target) -> np.ndarray:
     V = np.asarray(engine.inverse_hvp(engine.target_gradients(target).T))  # P × J: H⁻¹ ∇f_j
     return (engine.gradient_operator() @ V).T                              # rows g_i = r_i ⊗ [x_i; 1], on the fly
 
+@patch
 @phase(4, "all_and_fixed_test_and_nonfire_influence")
-def _dv_per_row(self: DataValuation):
+def per_row(self: DataValuation):
+    "Every training row's first-order influence on every target (unweighted, as the original stored it)."
     e, out = self.engine, {}
     for kind, sfx in (("loss", ""), ("margin", "_margin")):
         T = valuation_targets(self.data, self.R["fixed_test"], kind)
@@ -363,8 +312,10 @@ def _dv_per_row(self: DataValuation):
     return out
 
 # %% ../../nbs/14_data_valuation.ipynb #1b30b5e1
+@patch
 @phase(5, "pick_subsets")
-def _dv_pick_subsets(self: DataValuation):
+def draw_groups(self: DataValuation):
+    "One group per labelling function, with its size, weight, polarity, coverage and precision."
     d = self.data
     tags, groups = labelling_function_groups(d.lf_ids)
     lfs = np.array([int(t.split("-", 1)[1]) for t in tags])
@@ -373,21 +324,9 @@ def _dv_pick_subsets(self: DataValuation):
                 **lf_statistics(d.lf_ids, d.labels, d.votes, d.gold, lfs))
 
 # %% ../../nbs/14_data_valuation.ipynb #b70ac746
-@phase(6, "retrain")
-def _dv_retrain(self: DataValuation):
-    out = self.map_tasks(retrain_task, [g.tolist() for g in self.groups], shared=self.problem(), batched=True,
-                         chunk_size=24, desc="retrain")
-    return retrain_results(out)
-
-@phase(7, "compute_self_pred_infl")
-def _dv_self_pred(self: DataValuation):
-    e, g = self.engine, self.groups
-    D = e.first_order_params(g)
-    return dict(subset_pred_dparam=D, subset_self_pred_infl=e.self_linear_effects(g, D, "loss"),
-                subset_self_pred_margin_infl=e.self_linear_effects(g, D, "margin"))
-
-@phase(8, "compute_actl_infl")
-def _dv_actual(self: DataValuation):
+@patch
+def actual(self: DataValuation):
+    "Actual effects on every target, and first-order ones as weighted sums of the per-row influences."
     e, d, g, D = self.engine, self.data, self.groups, self.R["subset_dparam"]
     A = group_indicator(g, len(d.labels), d.weights)            # Σ_{i∈U} w_i (·)
     out = {}
@@ -399,12 +338,6 @@ def _dv_actual(self: DataValuation):
         out[f"subset_fixed_test_pred{sfx}_infl"] = A @ self.R[f"fixed_test_pred{sfx}_infl"].T
         out[f"subset_self_actl{sfx}_infl"] = e.self_plugin_effects(g, D, kind)
     return out
-
-for _f in (_dv_cross_validation, _dv_initial_training, _dv_pick_test_points, _dv_per_row, _dv_pick_subsets, _dv_retrain,
-           _dv_self_pred, _dv_actual): setattr(DataValuation, _f.__name__, _f)
-
-# %% ../../nbs/14_data_valuation.ipynb #4a25b3fd
-DataValuation.phases = _collect_phases(DataValuation)  # register the phases defined above
 
 # %% ../../nbs/14_data_valuation.ipynb #610e51a7
 def lf_table(R: dict): # results of a data-valuation run
@@ -488,40 +421,28 @@ PAPER_FIGURES = {"paper-suppfig-babble-acc-test.pdf": accuracy_figure,
                  "paper-suppfig-babble-accs.pdf": lambda R: lf_property_figure(R, "precision"),
                  "paper-combined-apps-cdr.pdf": combined_applications_figure}
 
-def _dv_summarize(self: DataValuation): return correlation_table(self.R, ("pred",))
+@patch
+def summarize(self: DataValuation):
+    "Spearman and Pearson correlation of the actual effects with first-order influence, per target."
+    return correlation_table(self.R, ("pred",))
 
-def _dv_make_figures(self: DataValuation):
+@patch
+def make_figures(self: DataValuation):
+    "The paper's CDR figures."
     import matplotlib.pyplot as plt
     for name, draw in PAPER_FIGURES.items():
         fig = draw(self.R); self.save_figure(fig, name); plt.close(fig)
-
-DataValuation.summarize, DataValuation.make_figures = _dv_summarize, _dv_make_figures
 
 # %% ../../nbs/14_data_valuation.ipynb #35f30d66
 def add_data_valuation_parser(subparsers, # the `add_subparsers()` object of `groupinf run`
                               name: str = "data-valuation", # the subcommand's name
                              ) -> argparse.ArgumentParser:
     "Add the data-valuation subcommand (the original script's flags, `--standin`, λ criterion, executor flags)."
-    from groupinf.runner import add_executor_arguments
-    p = subparsers.add_parser(name, help="data valuation of CDR labelling functions (one group per LF)",
-                              description="Data valuation: the first-order and actual effect of deleting each labelling "
-                              "function's rows on the positive, negative and whole test loss of CDR. --standin writes and "
-                              "uses a small synthetic database with the real tables.")
-    p.add_argument("--dataset-id", default="reduced_cdr", choices=("reduced_cdr", "cdr"), help="dataset (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="data directory holding babble/cdr.db")
+    p = experiment_parser(subparsers, name, data_valuation_config, "data valuation of CDR labelling functions (one group per LF)",
+                          "Data valuation: the first-order and actual effect of deleting each labelling function's rows on the "
+                          "positive, negative and whole test loss of CDR. --standin writes and uses a small synthetic database "
+                          "with the real tables.", skip=("use_frozen_fixed_test",))
     p.add_argument("--standin", action="store_true", help="run on a synthetic stand-in database (written under the output directory)")
-    p.add_argument("--sample-weights", action="store_true", help="weight rows 1/#LFs of their candidate (the paper's run)")
-    p.add_argument("--cv-criterion", choices=CV_CRITERIA, default="validation_f1",
-                   help="how λ is chosen (default: %(default)s; test_f1 is the original's, which leaks the test set)")
-    p.add_argument("--cv-range", type=float, nargs=3, default=(1e-4, 1e-1, 10), metavar=("MIN", "MAX", "COUNT"),
-                   help="cross-validation grid of λ/n (default: 1e-4 1e-1 10, the paper's)")
-    p.add_argument("--fixed-reg", type=float, default=None, help="use this λ/n instead of cross-validation")
-    p.add_argument("--balance-test", action="store_true", help="the original's balanced list of fixed test points")
-    p.add_argument("--inverse-hvp-method", choices=INVERSE_HVP_METHODS, default=None,
-                   help="how H⁻¹ is applied (default: explicit for reduced_cdr, auto for cdr)")
-    p.add_argument("--max-memory", type=float, default=1e9, help="bytes for batched intermediates (default: %(default)g)")
-    p.add_argument("--tag", default=None, help="suffix of the run id (default: 'standin' for the stand-in)")
-    add_executor_arguments(p)
     return p
 
 def _standin_args(args):
@@ -533,19 +454,14 @@ def _standin_args(args):
 def data_valuation_config_from_args(args: argparse.Namespace) -> dict:
     "The run configuration from parsed `data-valuation` options."
     data_dir, tag, frozen = _standin_args(args)
-    return data_valuation_config(args.dataset_id, data_dir, args.sample_weights, cv_range=tuple(args.cv_range),
-                                 cv_criterion=args.cv_criterion, fixed_reg=args.fixed_reg, balance_test=args.balance_test, use_frozen_fixed_test=frozen,
-                                 inverse_hvp_method=args.inverse_hvp_method, max_memory=args.max_memory, tag=tag)
+    return config_from_args(data_valuation_config, args, data_dir=data_dir, tag=tag, use_frozen_fixed_test=frozen)
 
 def run_data_valuation(args: argparse.Namespace) -> dict:
     "Run the experiment from parsed options; print the LF table, the Spearman summary and where the results are."
-    from groupinf.runner import executor_from_args, run_options_from_args, out_dir_from_args, configure_logging
+    from groupinf.runner import run_from_args
     import pandas as pd
-    configure_logging("INFO")
     cfg, t0 = data_valuation_config_from_args(args), time.time()
-    with executor_from_args(args) as ex:
-        exp = DataValuation(cfg, out_dir=out_dir_from_args(args), executor=ex)
-        R = exp.run(**run_options_from_args(args))
+    exp, R = run_from_args(DataValuation, cfg, args)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(lf_table(R).round(4).to_string(index=False))
         s = exp.summarize()
@@ -559,17 +475,10 @@ def add_babble_reduce_parser(subparsers, # the `add_subparsers()` object of `gro
                              name: str = "babble-reduce", # the subcommand's name
                             ) -> argparse.ArgumentParser:
     "Add the babble-reduce subcommand: the L1 feature selection that builds `reduced_cdr`."
-    from groupinf.runner import add_executor_arguments
-    p = subparsers.add_parser(name, help="L1 feature selection on CDR that builds reduced_cdr",
-                              description="Babble reduce: fit L1 logistic regressions over a λ grid on the full CDR "
-                              "features, keep the columns of the best validation F1, and cache reduced_cdr.")
-    p.add_argument("--data-dir", default=None, help="data directory holding babble/cdr.db")
+    p = experiment_parser(subparsers, name, babble_reduce_config, "L1 feature selection on CDR that builds reduced_cdr",
+                          "Babble reduce: fit L1 logistic regressions over a λ grid on the full CDR features, keep the columns "
+                          "of the best validation F1, and cache reduced_cdr.")
     p.add_argument("--standin", action="store_true", help="run on a synthetic stand-in database (written under the output directory)")
-    p.add_argument("--reg-range", type=float, nargs=3, default=(1e-4, 1e-1, 10), metavar=("MIN", "MAX", "COUNT"),
-                   help="λ/n grid (default: 1e-4 1e-1 10)")
-    p.add_argument("--seed", type=int, default=1, help="RandomState seed of liblinear (default: %(default)s)")
-    p.add_argument("--tag", default=None, help="suffix of the run id (default: 'standin' for the stand-in)")
-    add_executor_arguments(p)
     return p
 
 def run_babble_reduce(args: argparse.Namespace) -> dict:
@@ -578,7 +487,7 @@ def run_babble_reduce(args: argparse.Namespace) -> dict:
     from groupinf.datasets.cdr import load_reduced_cdr
     configure_logging("INFO")
     data_dir, tag, _ = _standin_args(args)
-    cfg = babble_reduce_config(data_dir, tuple(args.reg_range), args.seed, tag)
+    cfg = config_from_args(babble_reduce_config, args, data_dir=data_dir, tag=tag)
     if args.force_refresh: load_reduced_cdr(data_dir, tuple(cfg["initial_reg_range"]), cfg["seed"], force_refresh=True)
     exp = BabbleReduce(cfg, out_dir=out_dir_from_args(args))
     R = exp.run(**run_options_from_args(args))

@@ -6,13 +6,13 @@
 from __future__ import annotations
 import time
 import numpy as np
-from ..runner import load_results
-from ..objective import DEFAULT_MAX_MEMORY
+from ..store import load_results
 from .subsets import SubsetInfluence, subsets_config, ESTIMATOR_LABELS
+from .base import config_options
 
 # %% auto #0
-__all__ = ['REL_REGS_PAPER', 'REG_CMAP_RANGE', 'PAPER_LINE_COLOURS', 'RegularisationRun', 'sweep_table', 'regularisation_sweep',
-           'figure3', 'figure3_spearman', 'add_regularisation_parser', 'run_regularisation']
+__all__ = ['REL_REGS_PAPER', 'REG_CMAP_RANGE', 'PAPER_LINE_COLOURS', 'SWEEP_OPTIONS', 'RegularisationRun', 'sweep_table',
+           'regularisation_sweep', 'figure3', 'figure3_spearman', 'add_regularisation_parser', 'run_regularisation']
 
 # %% ../../nbs/11_regularisation.ipynb #ccec9b50
 class RegularisationRun(SubsetInfluence):
@@ -64,7 +64,7 @@ def sweep_table(runs: dict, # λ/n -> (results R, binary, dataset_id, run_dir)
     return pd.DataFrame(rows)
 
 def regularisation_sweep(dataset_id: str, # dataset to run on
-                         rel_regs=REL_REGS_PAPER, # the λ/n values
+                         rel_regs=REL_REGS_PAPER, # λ/n values (the paper's 1e-7 ... 1e2)
                          out_dir=None, # output directory of the runs (default: the runner's)
                          executor=None, # where per-group tasks run (default: in this process)
                          *, progress: bool = False, # progress bars
@@ -151,22 +151,16 @@ def figure3_spearman(table, # a `regularisation_sweep` table
     return fig
 
 # %% ../../nbs/11_regularisation.ipynb #9ce39686
+SWEEP_OPTIONS = ("dataset_id", "data_dir", "num_subsets", "subset_seed", "inverse_hvp_method", "max_memory", "skip_hessian_spectrum")
+
 def add_regularisation_parser(subparsers):
     "`groupinf run regularisation`: the sweep's flags and the executor flags."
     from groupinf.runner import add_executor_arguments
     p = subparsers.add_parser("regularisation", help="subset influence at fixed λ/n over a grid (Figure 3)",
                               description="Run the subset-influence experiment at each fixed λ/n (no cross-validation), then "
                               "tabulate the Spearman correlation of actual and estimated effects per λ and draw Figure 3.")
-    p.add_argument("--dataset-id", default="breast_cancer", help="dataset id (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="data directory for downloaded datasets")
-    p.add_argument("--rel-regs", type=float, nargs="+", default=list(REL_REGS_PAPER), metavar="R",
-                   help="λ/n values (default: the paper's 1e-7 ... 1e2)")
-    p.add_argument("--num-subsets", type=int, default=10, help="sizes per group type (default: %(default)s, as the paper)")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of the group samplers (default: %(default)s)")
-    p.add_argument("--inverse-hvp-method", choices=("auto", "primal", "dual", "matrix-free"), default=None,
-                   help="how H⁻¹ is applied (default: chosen by the problem's shape)")
-    p.add_argument("--max-memory", type=float, default=DEFAULT_MAX_MEMORY, help="bytes the numerical core may use (default: %(default)g)")
-    p.add_argument("--skip-hessian-spectrum", action="store_true", help="skip the eigenvalues of H⁻¹H_U")
+    config_options(p, regularisation_sweep, only=("rel_regs",), rel_regs=dict(nargs="+", type=float, default=list(REL_REGS_PAPER), metavar="R"))
+    config_options(p, subsets_config, only=SWEEP_OPTIONS, num_subsets=dict(default=10))
     add_executor_arguments(p)
     return p
 
@@ -179,11 +173,9 @@ def run_regularisation(args):
     out, t0 = out_dir_from_args(args), time.time()
     with executor_from_args(args) as ex:
         table = regularisation_sweep(args.dataset_id, args.rel_regs, out, ex, run_options=run_options_from_args(args),
-                                     data_dir=args.data_dir, num_subsets=args.num_subsets, subset_seed=args.subset_seed,
-                                     inverse_hvp_method=args.inverse_hvp_method, max_memory=args.max_memory,
-                                     skip_hessian_spectrum=args.skip_hessian_spectrum)
+                                     **{k: getattr(args, k) for k in SWEEP_OPTIONS if k != "dataset_id"})
     dest = out / "regularisation" / args.dataset_id; dest.mkdir(parents=True, exist_ok=True)
-    from groupinf.runner import atomic_write_text
+    from groupinf.store import atomic_write_text
     atomic_write_text(dest / "spearman.csv", table.to_csv(index=False))
     for name, fig in (("paper-fig3", figure3(table)), ("paper-regs-spearman", figure3_spearman(table))):
         for ext in ("pdf", "png"): fig.savefig(dest / f"{name}.{ext}", dpi=150 if ext == "png" else 300, bbox_inches="tight")
