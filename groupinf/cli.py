@@ -14,7 +14,7 @@ __all__ = ['demo', 'CLIError', 'build_parser', 'is_own_error', 'main']
 
 # %% ../nbs/08_cli.ipynb #e8c73a44
 def demo(dataset: str = "breast_cancer", # an embedded dataset id
-         rel_l2_reg: float = 1e-3, # λ/n
+         rel_reg: float = 1e-3, # λ/n
          sizes=(5, 20, 50, 100), # group sizes to remove
          seed: int = 0, # seed of the random groups
          out=None): # stream to print to (stdout when None)
@@ -27,7 +27,7 @@ def demo(dataset: str = "breast_cancer", # an embedded dataset id
     t0 = time.time()
     d = load_dataset(dataset)
     n = d.train.num_examples
-    model = LogisticRegression(l2_reg_from_relative(rel_l2_reg, n), strict=True).fit(d.train.x, d.train.labels)
+    model = LogisticRegression(l2_reg_from_relative(rel_reg, n), strict=True).fit(d.train.x, d.train.labels)
     test_losses = model.losses(d.test.x, d.test.labels)
     t = int(np.argmax(test_losses))
     lay, th, X = model.layout_, model.params, Features(d.train.x)
@@ -119,7 +119,7 @@ def build_parser(argv=None # the arguments to be parsed: only the parsers they n
                        description="Fit logistic regression on an embedded dataset and print first-order, Newton and "
                        "actual effects of removing random groups on the loss of the worst-predicted test point.")
     d.add_argument("--dataset", default="breast_cancer", help="embedded dataset id (default: %(default)s)")
-    d.add_argument("--rel-l2-reg", type=float, default=1e-3, help="regularisation λ/n (default: %(default)s)")
+    d.add_argument("--rel-reg", "--rel-l2-reg", type=float, default=1e-3, help="regularisation λ/n (default: %(default)s)")
     d.add_argument("--sizes", type=_group_sizes, default=(5, 20, 50, 100), help="comma-separated group sizes (default: 5,20,50,100)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random groups (default: %(default)s)")
     if command in (None, "run"): _add_run_parser(sub, experiment)
@@ -151,7 +151,7 @@ def _run_datasets(args):
 
 def _run(args):
     if args.command == "demo":
-        demo(args.dataset, args.rel_l2_reg, args.sizes, args.seed)
+        demo(args.dataset, args.rel_reg, args.sizes, args.seed)
     elif args.command == "datasets": _run_datasets(args)
     elif args.command == "run": _lazy(_EXPERIMENT_COMMANDS[args.experiment], 3)(args)
     else: _lazy(_LAZY_COMMANDS[args.command], 3)(args)

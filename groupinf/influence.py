@@ -21,8 +21,8 @@ from .model import LogisticRegression, newton_columns, SystemSteps
 from .groups import group_indicator
 
 # %% auto #0
-__all__ = ['OPTIMUM_SLACK', 'SECOND_ORDER_KINDS', 'ESTIMATORS', 'SKLEARN_PARAM_CHANGE_WARN', 'Target', 'GroupInfluence',
-           'Retrained']
+__all__ = ['OPTIMUM_SLACK', 'SECOND_ORDER_KINDS', 'ESTIMATORS', 'PAPER_NAMES', 'SKLEARN_PARAM_CHANGE_WARN', 'Target',
+           'GroupInfluence', 'Retrained']
 
 # %% ../nbs/04_influence.ipynb #01d3f9fc
 @dataclass
@@ -452,6 +452,7 @@ def param_change_norms(self: GroupInfluence, dparams):
 # %% ../nbs/04_influence.ipynb #5a50faaa
 ESTIMATORS = ("pred", "newton", "pparam", "nparam", "second_order", "neumann2", "second_order_exact", "actual")
 _SECOND_ORDER = {"second_order": "basu", "neumann2": "neumann2", "second_order_exact": "exact"}  # estimator -> kind
+PAPER_NAMES = {"first_order": "pred", "first_order_plugin": "pparam", "newton_plugin": "nparam"}  # the paper's word -> the original's
 
 def _as_targets(targets) -> dict:
     "Targets as a dict name -> `Target`: none for None, `{'target': t}` for one `Target` t."
@@ -468,14 +469,24 @@ def influence(self: GroupInfluence,
               estimators=ESTIMATORS, # which estimators to compute
               self_kinds=None): # self-targets: ('loss',) and, binary, ('loss', 'margin') by default
     "All requested estimators on all targets for all groups, as a dict of arrays."
-    unknown = set(estimators) - set(ESTIMATORS)
-    if unknown: raise ValueError(f"unknown estimators {sorted(unknown)}; choose from {ESTIMATORS}")
+    unknown = set(estimators) - set(ESTIMATORS) - set(PAPER_NAMES)
+    if unknown: raise ValueError(f"unknown estimators {sorted(unknown)}; choose from {ESTIMATORS + tuple(PAPER_NAMES)}")
+    asked = {PAPER_NAMES.get(e, e): e for e in estimators}     # the original's name -> the name asked for
     targets = _as_targets(targets)
     self_kinds = self_kinds or (("loss", "margin") if self.layout.binary else ("loss",))
     groups = self.group_positions(groups)
     self._scope = {"groups": groups, "A_1": group_indicator(groups, self.n).tocsc()}  # validates the groups
-    try: return self._influence(groups, targets, estimators, self_kinds)
+    try: out = self._influence(groups, targets, tuple(asked), self_kinds)
     finally: self._scope = None
+    return {_asked_key(k, asked): v for k, v in out.items()}
+
+def _asked_key(key: str, asked: dict) -> str:
+    "A result key with the estimator named as it was asked for (`first_order` rather than `pred`)."
+    for orig, name in asked.items():
+        if orig == name: continue
+        if key == f"{orig}_dparam": return f"{name}_dparam"
+        if key.endswith(f"_{orig}"): return key[:-len(orig)] + name
+    return key
 
 @patch
 def _influence(self: GroupInfluence, groups, targets, estimators, self_kinds):

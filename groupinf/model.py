@@ -160,11 +160,11 @@ def newton_columns(layout: Layout, # the parameter layout
     return NewtonResult(Th.numpy(), gn, thr, n_iter)
 
 # %% ../nbs/03b_model.ipynb #f9ae0faa
-def l2_reg_from_relative(rel_l2_reg: float, # regularisation relative to the training-set size, λ/n
+def l2_reg_from_relative(rel_reg: float, # regularisation relative to the training-set size, λ/n
                          n: int # number of training examples
                         ) -> float:
-    "Absolute `l2_reg` = `rel_l2_reg · n` (the loss is a sum over examples)."
-    return float(rel_l2_reg) * int(n)
+    "Absolute `l2_reg` = `rel_reg · n` (the loss is a sum over examples)."
+    return float(rel_reg) * int(n)
 
 METHODS = ("auto", "newton", "newton-cg")
 

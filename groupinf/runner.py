@@ -17,8 +17,8 @@ from .tasks import MAX_WORKERS, Executor, _task_name, make_executor, map_tasks
 # %% auto #0
 __all__ = ['logger', 'configure_logging', 'RunLockedError', 'RunDirectoryError', 'check_no_links', 'run_lock', 'PhaseSpec',
            'phase', 'ExperimentDefinitionError', 'default_out_dir', 'load_config', 'Experiment', 'peak_rss_bytes',
-           'add_executor_arguments', 'add_verify_argument', 'executor_from_args', 'run_options_from_args',
-           'out_dir_from_args', 'run_from_args']
+           'Check', 'in_range', 'one_of', 'add_executor_arguments', 'add_verify_argument', 'executor_from_args',
+           'run_options_from_args', 'out_dir_from_args', 'run_from_args']
 
 # %% ../nbs/06_runner.ipynb #2ccd7b06
 logger = logging.getLogger("groupinf")
@@ -477,30 +477,35 @@ def load_results(self: Experiment) -> dict:
     return out
 
 # %% ../nbs/06_runner.ipynb #48a76352
-def _nonneg_int(s):
-    try: v = int(s)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
-    if v < 0: raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
-    return v
+class Check:
+    "The rule of one option: parses a command-line string or checks a value given in Python, the same way."
+    def __init__(self, parse: Callable, # value -> value; raises ValueError with "expected ..., got ..."
+                 name: str, # how the rule appears in signatures
+                 choices: tuple | None = None): # the allowed values, for `--help`
+        self.parse, self.name, self.choices = parse, name, choices
+    def __call__(self, value):
+        try: return self.parse(value)
+        except (ValueError, TypeError, OverflowError) as e: raise argparse.ArgumentTypeError(str(e)) from None
+    def __repr__(self): return self.name
 
-def _pos_int(s):
-    v = _nonneg_int(s)
-    if v == 0: raise argparse.ArgumentTypeError("expected a positive integer, got 0")
-    return v
+def in_range(kind: type, lo, hi, what: str, lo_open: bool = False) -> Check:
+    "A number of type `kind` in [lo, hi] (or (lo, hi] when `lo_open`), described as `what` in errors."
+    def parse(v):
+        try: x = kind(v)
+        except (ValueError, TypeError): x = math.nan
+        if isinstance(v, float) and kind is int and v != x: x = math.nan
+        if not (math.isfinite(x) and ((lo < x) if lo_open else (lo <= x)) and x <= hi): raise ValueError(f"expected {what}, got {v!r}")
+        return x
+    return Check(parse, what)
 
-def _worker_count(least: int):
-    def parse(s):
-        v = _nonneg_int(s)
-        if not least <= v <= MAX_WORKERS:
-            raise argparse.ArgumentTypeError(f"expected between {least} and {MAX_WORKERS} worker processes, got {s!r}")
+def one_of(*choices: str) -> Check:
+    "One of the given strings."
+    def parse(v):
+        if v not in choices: raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {v!r}")
         return v
-    return parse
+    return Check(parse, "one of " + ", ".join(choices), choices)
 
-def _seconds(s):
-    try: v = float(s)
-    except ValueError: v = math.nan
-    if not (math.isfinite(v) and v >= 0): raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {s!r}")
-    return v
+def _worker_count(least: int) -> Check: return in_range(int, least, MAX_WORKERS, f"between {least} and {MAX_WORKERS} worker processes")
 
 def add_executor_arguments(parser: argparse.ArgumentParser, # the parser (or subparser) of an experiment command
                           ) -> argparse.ArgumentParser:
@@ -508,9 +513,9 @@ def add_executor_arguments(parser: argparse.ArgumentParser, # the parser (or sub
     g = parser.add_argument_group("run and execution")
     g.add_argument("--out-dir", default=None, help="output directory (default: $GROUPINF_OUT_DIR or ./output)")
     g.add_argument("--force-refresh", action="store_true", help="recompute every phase, ignoring stored results")
-    g.add_argument("--invalidate", type=_nonneg_int, default=None, metavar="N",
+    g.add_argument("--invalidate", type=in_range(int, 0, 2**31, "a non-negative integer"), default=None, metavar="N",
                    help="recompute phases with index >= N and everything depending on them")
-    g.add_argument("--lock-timeout", type=_seconds, default=0.0, metavar="SECONDS",
+    g.add_argument("--lock-timeout", type=in_range(float, 0.0, math.inf, "a finite number of seconds >= 0"), default=0.0, metavar="SECONDS",
                    help="wait this long for another run holding the run directory (default: fail at once)")
     m = g.add_mutually_exclusive_group()
     m.add_argument("--workers", type=_worker_count(0), default=0, metavar="N",

@@ -4,12 +4,12 @@
 
 # %% ../../nbs/09b_group_experiment.ipynb #276129c5
 from __future__ import annotations
-import argparse, dataclasses, functools, inspect, json, math, warnings
+import argparse, dataclasses, functools, inspect, json, warnings
 from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 from fastcore.basics import patch
-from ..runner import Experiment, logger, phase
+from ..runner import Experiment, Check, in_range, one_of, logger, phase
 from ..objective import DEFAULT_MAX_MEMORY
 from ..model import LogisticRegression
 from ..groups import choose_fixed_test, fixed_test_points, unpad_groups
@@ -18,8 +18,8 @@ from ..groups import choose_fixed_test, fixed_test_points, unpad_groups
 __all__ = ['MAX_NUM_SUBSETS', 'MAX_REL_REG', 'Seed', 'Fraction', 'NumSubsets', 'RelReg', 'Bytes', 'INVERSE_HVP_METHODS',
            'HvpMethod', 'GroupData', 'load_group_data', 'DataSpec', 'EngineSpec', 'engine_of', 'fold_bounds',
            'fold_weights', 'fit_folds', 'weighted_f1', 'cv_task', 'retrained_rows', 'retrain_results', 'retrain_task',
-           'newton_task', 'loss_residuals', 'Check', 'in_range', 'one_of', 'checked', 'config_options',
-           'config_from_args', 'experiment_parser', 'cv_grid', 'group_config', 'unpack_effects', 'GroupExperiment']
+           'newton_task', 'loss_residuals', 'checked', 'config_options', 'config_from_args', 'experiment_parser',
+           'cv_grid', 'group_config', 'unpack_effects', 'GroupExperiment']
 
 # %% ../../nbs/09b_group_experiment.ipynb #f30d2889
 def _features(a):
@@ -219,34 +219,6 @@ def loss_residuals(model: LogisticRegression, # a fitted model
     return r[:, 1:] if p.shape[1] == 2 else r
 
 # %% ../../nbs/09b_group_experiment.ipynb #1621b412
-class Check:
-    "The rule of one option: parses a command-line string or checks a value given in Python, the same way."
-    def __init__(self, parse: Callable, # value -> value; raises ValueError with "expected ..., got ..."
-                 name: str, # how the rule appears in signatures
-                 choices: tuple | None = None): # the allowed values, for `--help`
-        self.parse, self.name, self.choices = parse, name, choices
-    def __call__(self, value):
-        try: return self.parse(value)
-        except (ValueError, TypeError, OverflowError) as e: raise argparse.ArgumentTypeError(str(e)) from None
-    def __repr__(self): return self.name
-
-def in_range(kind: type, lo, hi, what: str, lo_open: bool = False) -> Check:
-    "A number of type `kind` in [lo, hi] (or (lo, hi] when `lo_open`), described as `what` in errors."
-    def parse(v):
-        try: x = kind(v)
-        except (ValueError, TypeError): x = math.nan
-        if isinstance(v, float) and kind is int and v != x: x = math.nan
-        if not (math.isfinite(x) and ((lo < x) if lo_open else (lo <= x)) and x <= hi): raise ValueError(f"expected {what}, got {v!r}")
-        return x
-    return Check(parse, what)
-
-def one_of(*choices: str) -> Check:
-    "One of the given strings."
-    def parse(v):
-        if v not in choices: raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {v!r}")
-        return v
-    return Check(parse, "one of " + ", ".join(choices), choices)
-
 MAX_NUM_SUBSETS, MAX_REL_REG = 100_000, 1e6   # the paper: 100 sizes per type; λ/n beyond 1e6 leaves only the intercept
 Seed = in_range(int, 0, 2**32 - 1, "a seed from 0 to 2**32 - 1")
 Fraction = in_range(float, 0.0, 1.0, "a fraction of the training set in (0, 1]", lo_open=True)

@@ -15,10 +15,9 @@ from .base import (GroupData, GroupExperiment, group_config, unpack_effects, che
 # %% auto #0
 __all__ = ['MATCHED_GENRES', 'MISMATCHED_GENRES', 'FIXED_POINTS', 'STANDIN_DEFAULTS', 'GENRE_EFFECT_ORDER', 'GENRE_EFFECT_SORT',
            'PAPER_FIGURES', 'CreditData', 'standin_mnli', 'credit_data', 'credit_assignment_config', 'target_rows',
-           'CreditAssignment', 'split_targets', 'training_sum_first_order', 'correlation_table',
-           'genre_accuracy_figure', 'size_figure', 'genre_effect_matrix', 'genre_effect_figure',
-           'genre_contribution_figure', 'add_credit_assignment_parser', 'credit_assignment_config_from_args',
-           'run_credit_assignment']
+           'CreditAssignment', 'split_targets', 'correlation_table', 'genre_accuracy_figure', 'size_figure',
+           'genre_effect_matrix', 'genre_effect_figure', 'genre_contribution_figure', 'add_credit_assignment_parser',
+           'credit_assignment_config_from_args', 'run_credit_assignment']
 
 # %% ../../nbs/13_credit_assignment.ipynb #888ba44e
 MATCHED_GENRES = ("fiction", "government", "slate", "telephone", "travel")
@@ -210,23 +209,14 @@ def split_targets(d: CreditData, split: str, fixed=()):
     C, keys = target_rows(split, y, d.num_classes, genres=g, fixed=fixed)
     return Target.loss_sums(x, y, C, keys), keys
 
-def training_sum_first_order(engine, groups, C):
-    "First-order effects of removing each group on sums `Σ_i C[j, i] ℓ_i` over the training set (G × J)."
-    Gop = engine.gradient_operator()                                   # G (n × P) as products only
-    grads = Gop.T @ np.asarray(C, np.float64).T                        # P × J: ∇F_j = Σ_i C[j, i] g_i
-    per_point = Gop @ np.asarray(engine.inverse_hvp(grads))            # n × J: g_iᵀ H⁻¹ ∇F_j
-    return engine.indicator(groups) @ per_point                        # Σ_{i∈U} s_i g_iᵀ H⁻¹ ∇F_j
-
 @patch
 @phase(5, "all_and_fixed_test_and_nonfire_influence")
 def first_order_on_targets(self: CreditAssignment):
     "First-order influence of every worker on every loss sum of every split."
     e, d, groups = self.engine, self.data, self.groups
     out = dict(subset_train_grad_for_pred_infl=e.group_gradients(groups))
-    C, keys = target_rows("train", d.labels, d.num_classes, weights=d.weights)
-    out.update(unpack_effects(training_sum_first_order(e, groups, C), keys, "pred"))
-    for split in ("test", "nonfires"):
-        t, keys = split_targets(d, split, self.R[f"fixed_{split}"])
+    for split in ("train", "test", "nonfires"):
+        t, keys = split_targets(d, split, () if split == "train" else self.R[f"fixed_{split}"])
         out.update(unpack_effects(e.first_order(groups, t), keys, "pred"))
     return out
 
