@@ -106,6 +106,7 @@ def _selected(argv):
     command = words[0] if words else ""
     return command, (words[1] if command == "run" and len(words) > 1 else "")
 
+# %% ../nbs/08_cli.ipynb #74b745bc
 def build_parser(argv=None # the arguments to be parsed: only the parsers they need are built; None builds all
                 ) -> argparse.ArgumentParser:
     "The `groupinf` argument parser with all its subcommands."
@@ -177,6 +178,7 @@ def _verification_from_args(args):
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(groupinf.__file__))
 
+# %% ../nbs/08_cli.ipynb #7ba4f9ae
 def is_own_error(e: BaseException) -> bool:
     "Whether `e` is a message groupinf wrote for its user (one line is enough) rather than a bug (which needs its traceback)."
     if type(e).__module__.startswith("groupinf"): return True               # CLIError, DataError, ResultsFileError ...

@@ -168,6 +168,7 @@ class _PhaseInputs(Mapping):
     def __iter__(self): return iter(self._data)
     def __len__(self): return len(self._data)
 
+# %% ../nbs/06_runner.ipynb #734b1fba
 def _canonical_json(obj): return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 def _normalize_config(config):
@@ -415,6 +416,7 @@ def _discard_if_empty(created):
         if any(p.is_file() and p.name not in (".lock", "config.json") for p in d.rglob("*")): return
         shutil.rmtree(d, ignore_errors=True)
 
+# %% ../nbs/06_runner.ipynb #26941c8e
 @patch
 def map_tasks(self: Experiment, fn: Callable, # task: fn(item, **shared) -> result
                items: Sequence, # task inputs
@@ -507,6 +509,7 @@ def one_of(*choices: str) -> Check:
 
 def _worker_count(least: int) -> Check: return in_range(int, least, MAX_WORKERS, f"between {least} and {MAX_WORKERS} worker processes")
 
+# %% ../nbs/06_runner.ipynb #a56185d4
 def add_executor_arguments(parser: argparse.ArgumentParser, # the parser (or subparser) of an experiment command
                           ) -> argparse.ArgumentParser:
     "Add --out-dir, --force-refresh, --invalidate, --lock-timeout, --no-verify and one of --workers/--scheduler/--dask-local."

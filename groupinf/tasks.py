@@ -86,6 +86,7 @@ def _feed(h, obj):
         raise TypeError(f"cannot hash a value of type {type(obj).__name__} for a cache key; use arrays, numbers, "
                         "strings, lists, tuples or dicts")
 
+# %% ../nbs/06b_tasks.ipynb #6e3cabc3
 def stable_hash(obj, # plain data: arrays, numbers, strings, lists, tuples, dicts, functions...
                ) -> str: # SHA-256 hex digest
     "A hash of `obj`'s content that is the same in every process and on every machine."

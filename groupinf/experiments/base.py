@@ -19,7 +19,8 @@ __all__ = ['MAX_NUM_SUBSETS', 'MAX_REL_REG', 'Seed', 'Fraction', 'NumSubsets', '
            'HvpMethod', 'GroupData', 'load_group_data', 'DataSpec', 'EngineSpec', 'engine_of', 'fold_bounds',
            'fold_weights', 'fit_folds', 'weighted_f1', 'cv_task', 'retrained_rows', 'retrain_results', 'retrain_task',
            'newton_task', 'loss_residuals', 'checked', 'config_options', 'config_from_args', 'experiment_parser',
-           'cv_grid', 'group_config', 'unpack_effects', 'GroupExperiment']
+           'cv_grid', 'group_config', 'unpack_effects', 'GroupExperiment', 'rank_correlations', 'diagonal',
+           'correlation_table']
 
 # %% ../../nbs/09b_group_experiment.ipynb #f30d2889
 def _features(a):
@@ -153,6 +154,7 @@ def fit_folds(x, # training features (n × d), dense or SciPy sparse
                                f"norm {r.grad_norms[b]:.3e} > {r.thresholds[b]:.3e} after {r.n_iter[b]} iterations")
     return r
 
+# %% ../../nbs/09b_group_experiment.ipynb #be72c50e
 def weighted_f1(model: LogisticRegression, x, labels, weights=None) -> float:
     "Weighted F1 of a binary model's predictions at probability 0.5 (0 when nothing is predicted positive)."
     from sklearn.metrics import f1_score
@@ -470,6 +472,7 @@ def cross_validation(self: GroupExperiment):
     res["cv_l2_reg"] = float(regs[int(np.argmax(res[self.cv_select]))])
     return res
 
+# %% ../../nbs/09b_group_experiment.ipynb #9e8565e7
 @patch
 @phase(1, "initial_training")
 def initial_training(self: GroupExperiment):
@@ -494,6 +497,7 @@ def pick_test_points(self: GroupExperiment):
         out[f"{key}_rule"], out[f"{key}_reason"] = rule, why
     return out
 
+# %% ../../nbs/09b_group_experiment.ipynb #3d1a9165
 @patch
 @phase(6, "retrain")
 def retrain(self: GroupExperiment):
@@ -527,3 +531,47 @@ def newton(self: GroupExperiment):
     res = dict(subset_newton_dparam=D, **self.effects("newton", D, linear=True))
     if spectra: res["subset_hessian_spectrum"] = np.stack([o["spectrum"] for o in out])
     return res
+
+# %% ../../nbs/09b_group_experiment.ipynb #c0e1a7b0
+def rank_correlations(actual, estimate) -> tuple[float, float]:
+    "(Spearman ρ, Pearson r) of two vectors; NaN when either is constant (e.g. a test loss saturated at 0), where neither is defined."
+    from scipy.stats import spearmanr, pearsonr
+    if np.ptp(actual) == 0 or np.ptp(estimate) == 0: return np.nan, np.nan
+    return float(spearmanr(actual, estimate)[0]), float(pearsonr(actual, estimate)[0])
+
+def diagonal(ax, actual, estimate, limits: bool = True, **style):
+    "Draw y = x across the common range of two vectors (5 % margins) on a matplotlib axis, and set both axes to it unless `limits` is False."
+    lo, hi = min(np.min(actual), np.min(estimate)), max(np.max(actual), np.max(estimate))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], **style)
+    if limits: ax.set_xlim(lo - pad, hi + pad); ax.set_ylim(lo - pad, hi + pad)
+
+# %% ../../nbs/09b_group_experiment.ipynb #c0e1a7b2
+def _target_pairs(R, estimator="pred"):
+    "(target label, split, actual, estimate) for every target with both results; fixed points one by one."
+    out = []
+    for k in sorted(R):
+        for suffix in ("_actl_infl", "_actl_margin_infl"):
+            est = k[:-len(suffix)] + suffix.replace("actl", estimator)
+            if not k.endswith(suffix) or est not in R: continue
+            stem = k[:-len(suffix)]
+            label, split = stem + (" margin" if "margin" in suffix else ""), stem.rsplit("_", 1)[-1]
+            a, b = np.asarray(R[k], np.float64), np.asarray(R[est], np.float64)
+            if a.ndim == 1: out.append((label, split, a, b)); continue
+            pts = R.get(f"fixed_{split}")
+            if pts is None: out.append((f"{label} (all points pooled)", split, a.ravel(), b.ravel()))
+            else: out += [(f"{label}[{int(p)}]", split, a[:, j], b[:, j]) for j, p in enumerate(pts)]
+    return out
+
+def correlation_table(R: dict, # results of a credit-assignment or data-valuation run
+                      estimators=("pred", "newton"), # estimators to compare with the actual effect
+                     ):
+    "Spearman and Pearson correlation of actual effects with each estimator, per target (a DataFrame)."
+    rows = []
+    for est in estimators:
+        for label, split, a, b in _target_pairs(R, est):
+            rho, r = rank_correlations(a, b)
+            rows.append(dict(target=label, split=split, estimator=est, spearman=rho, pearson=r, actual_min=a.min(), actual_max=a.max(),
+                             estimate_min=b.min(), estimate_max=b.max()))
+    import pandas as pd
+    return pd.DataFrame(rows)

@@ -10,7 +10,7 @@ from fastcore.basics import patch
 from ..runner import Experiment, phase
 from ..datasets.synthetic import COUNTEREXAMPLE_IDS, counterexample_datasets
 from ..model import LogisticRegression
-from .base import (DataSpec, EngineSpec, GroupData, engine_of, retrain_results, retrain_task, checked, config_options,
+from .base import (DataSpec, EngineSpec, GroupData, engine_of, retrain_results, retrain_task, rank_correlations, diagonal, checked, config_options,
                                        config_from_args, one_of, Seed, Bytes)
 
 # %% auto #0
@@ -256,9 +256,7 @@ def stored_effects(R, key: str, subsets, test_index: int) -> np.ndarray:
         raise ValueError(f"{key}: some of the requested groups are not among the stored rows")
     return np.asarray(R[key])[pos, test_index]
 
-def _rho(x, y):
-    from scipy.stats import spearmanr
-    return spearmanr(x, y)[0] if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
+def _rho(x, y): return rank_correlations(x, y)[0]   # Spearman ρ only
 
 def counterexample_correlations(R, # a run's results through phase 5
                                ): # DataFrame: one row per (ranking, test family, K), and one for `cex_one`
@@ -300,12 +298,10 @@ def counterexample_correlations(R, # a run's results through phase 5
 def counterexample_panel(ax, newton, first_order, title=None, color=None, size=15):
     "One Figure 4 panel: Newton (x) against first-order influence (y), equal axes, diagonal and cross; returns Spearman ρ."
     newton, first_order = np.asarray(newton), np.asarray(first_order)
-    lo, hi = min(newton.min(), first_order.min()), max(newton.max(), first_order.max())
-    pad = 0.05 * (hi - lo or 1.0)
     ax.plot([-20, 20], [0, 0], color="grey", alpha=0.5, lw=2, zorder=0); ax.plot([0, 0], [-20, 20], color="grey", alpha=0.5, lw=2, zorder=0)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", alpha=0.8, lw=2, zorder=0)
+    diagonal(ax, newton, first_order, color="grey", alpha=0.8, lw=2, zorder=0)
     ax.scatter(newton, first_order, s=size, color=color or "C0", zorder=2)
-    ax.set_xlim(lo - pad, hi + pad); ax.set_ylim(lo - pad, hi + pad); ax.set_aspect("equal", adjustable="box")
+    ax.set_aspect("equal", adjustable="box")
     rho = _rho(newton, first_order)
     ax.text(0.04, 0.95, f"Spearman ρ = {rho:.3f}", transform=ax.transAxes, va="top", fontsize=11)
     if title: ax.set_title(title, fontsize=12)

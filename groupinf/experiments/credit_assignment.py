@@ -9,14 +9,14 @@ import numpy as np
 from fastcore.basics import patch
 from ..runner import phase
 from ..groups import choose_fixed_test, is_paper_copy, turker_groups, pad_groups
-from .base import (GroupData, GroupExperiment, group_config, unpack_effects, checked, experiment_parser,
+from .base import (GroupData, GroupExperiment, group_config, unpack_effects, correlation_table, rank_correlations, diagonal, checked, experiment_parser,
                                        config_from_args, one_of, RelReg, HvpMethod, Bytes)
 
 # %% auto #0
 __all__ = ['MATCHED_GENRES', 'MISMATCHED_GENRES', 'FIXED_POINTS', 'STANDIN_DEFAULTS', 'GENRE_EFFECT_ORDER', 'GENRE_EFFECT_SORT',
            'PAPER_FIGURES', 'CreditData', 'standin_mnli', 'credit_data', 'credit_assignment_config', 'target_rows',
-           'CreditAssignment', 'split_targets', 'correlation_table', 'genre_accuracy_figure', 'size_figure',
-           'genre_effect_matrix', 'genre_effect_figure', 'genre_contribution_figure', 'add_credit_assignment_parser',
+           'CreditAssignment', 'split_targets', 'genre_accuracy_figure', 'size_figure', 'genre_effect_matrix',
+           'genre_effect_figure', 'genre_contribution_figure', 'add_credit_assignment_parser',
            'credit_assignment_config_from_args', 'run_credit_assignment']
 
 # %% ../../nbs/13_credit_assignment.ipynb #888ba44e
@@ -230,38 +230,6 @@ def effect_targets(self: CreditAssignment) -> list:
 @patch
 def newton_wanted(self: CreditAssignment) -> bool: "When asked for (`newton`)."; return self.config["newton"]
 
-# %% ../../nbs/13_credit_assignment.ipynb #0b22713a
-def _target_pairs(R, estimator="pred"):
-    "(target label, split, actual, estimate) for every target with both results; fixed points one by one."
-    out = []
-    for k in sorted(R):
-        for suffix in ("_actl_infl", "_actl_margin_infl"):
-            est = k[:-len(suffix)] + suffix.replace("actl", estimator)
-            if not k.endswith(suffix) or est not in R: continue
-            stem = k[:-len(suffix)]
-            label, split = stem + (" margin" if "margin" in suffix else ""), stem.rsplit("_", 1)[-1]
-            a, b = np.asarray(R[k], np.float64), np.asarray(R[est], np.float64)
-            if a.ndim == 1: out.append((label, split, a, b)); continue
-            pts = R.get(f"fixed_{split}")
-            if pts is None: out.append((f"{label} (all points pooled)", split, a.ravel(), b.ravel()))
-            else: out += [(f"{label}[{int(p)}]", split, a[:, j], b[:, j]) for j, p in enumerate(pts)]
-    return out
-
-def correlation_table(R: dict, # results of a credit-assignment or data-valuation run
-                      estimators=("pred", "newton"), # estimators to compare with the actual effect
-                     ):
-    "Spearman and Pearson correlation of actual effects with each estimator, per target (a DataFrame)."
-    from scipy.stats import spearmanr, pearsonr
-    rows = []
-    for est in estimators:
-        for label, split, a, b in _target_pairs(R, est):
-            ok = np.ptp(a) > 0 and np.ptp(b) > 0
-            rows.append(dict(target=label, split=split, estimator=est, spearman=spearmanr(a, b)[0] if ok else np.nan,
-                             pearson=pearsonr(a, b)[0] if ok else np.nan, actual_min=a.min(), actual_max=a.max(),
-                             estimate_min=b.min(), estimate_max=b.max()))
-    import pandas as pd
-    return pd.DataFrame(rows)
-
 # %% ../../nbs/13_credit_assignment.ipynb #25b85039
 def _genre_list(R, split):
     names = [str(g) for g in R[f"{split}_genres"]]
@@ -269,12 +237,9 @@ def _genre_list(R, split):
     return [g for g in order if g in names] + [g for g in names if g not in order]
 
 def _scatter(ax, a, b, title, xlabel="actual effect", ylabel="first-order influence", color="C0"):
-    from scipy.stats import spearmanr
     ax.scatter(a, b, s=14, alpha=0.75, color=color, linewidths=0)
-    lo, hi = min(a.min(), b.min()), max(a.max(), b.max()); pad = 0.05 * (hi - lo or 1)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=0.8, ls="--")
-    ax.set_xlim(lo - pad, hi + pad); ax.set_ylim(lo - pad, hi + pad)
-    ax.set_title(f"{title}\nSpearman ρ = {spearmanr(a, b)[0]:.3f}", fontsize=10)
+    diagonal(ax, a, b, color="0.5", lw=0.8, ls="--")
+    ax.set_title(f"{title}\nSpearman ρ = {rank_correlations(a, b)[0]:.3f}", fontsize=10)
     ax.set_xlabel(xlabel); ax.set_ylabel(ylabel)
 
 def genre_accuracy_figure(R: dict, # results of a credit-assignment run
@@ -302,6 +267,7 @@ def size_figure(R: dict): # results of a credit-assignment run
     fig.tight_layout()
     return fig
 
+# %% ../../nbs/13_credit_assignment.ipynb #8010b959
 GENRE_EFFECT_ORDER = ("fiction", "facetoface", "nineeleven", "slate", "telephone", "travel", "government", "verbatim",
                       "letters", "oup")
 GENRE_EFFECT_SORT = ("verbatim", "government", "travel", "letters", "oup")

@@ -11,8 +11,7 @@ from fastcore.basics import patch
 from ..runner import Experiment, phase
 from ..groups import choose_fixed_test, is_paper_copy, labelling_function_groups, pad_groups, group_indicator
 from .base import (GroupData, GroupExperiment, group_config, loss_residuals, unpack_effects, weighted_f1, checked,
-                                       experiment_parser, config_from_args, one_of, RelReg, HvpMethod, Bytes)
-from .credit_assignment import correlation_table
+                                       correlation_table, rank_correlations, diagonal, cv_grid, experiment_parser, config_from_args, one_of, RelReg, HvpMethod, Bytes)
 
 # %% auto #0
 __all__ = ['STANDIN_CDR_DEFAULTS', 'VALUATION_FIXED_TEST', 'VALUATION_FIXED_TEST_BALANCED', 'CV_CRITERIA', 'PAPER_FIGURES',
@@ -43,6 +42,7 @@ def _trigger_rates(rng, polarity, prior=0.35):
     p_pos = precision if polarity > 0 else 1 - precision
     return min(0.95, p_pos * coverage / prior), min(0.95, (1 - p_pos) * coverage / (1 - prior))
 
+# %% ../../nbs/14_data_valuation.ipynb #e5f8fec8
 def write_standin_cdr_db(path, # the database file to create
                          seed: int = 0, # seed of everything drawn
                          num_candidates=(800, 200, 400), # candidates in train, dev, test
@@ -135,10 +135,8 @@ def babble_reduce_config(data_dir=None, # data directory holding babble/cdr.db
                          tag: str | None = None, # suffix of the run id (the command line's default: 'standin' for the stand-in)
                         ) -> dict:
     "The configuration of a babble-reduce run (L1, with sample weights and intercept, as the paper's)."
-    lo, hi, num = reg_range
-    if not (0 < lo <= hi and int(num) >= 1): raise ValueError(f"reg_range must be (min > 0, max >= min, count >= 1); got {reg_range}")
     return dict(dataset_id="cdr", data_dir=None if data_dir is None else str(data_dir), regularization_type="l1",
-                sample_weights=True, fit_intercept=True, initial_reg_range=[float(lo), float(hi), int(num)], seed=int(seed), tag=tag)
+                sample_weights=True, fit_intercept=True, initial_reg_range=cv_grid(reg_range), seed=int(seed), tag=tag)
 
 def babble_reduce_table(R: dict): # results of a babble-reduce run
     "Per λ: λ/n, non-zero count, weighted accuracy and F1 on train/validation/test, and which λ was chosen."
@@ -366,15 +364,13 @@ def lf_correlations(R: dict): # results of a data-valuation run
 # %% ../../nbs/14_data_valuation.ipynb #cfe4afcd
 _POLARITY_COLORS = {1: "tab:blue", -1: "tab:red"}
 
-def _by_polarity(ax, R, x, y, xlabel, ylabel, title="", diagonal=False):
-    from scipy.stats import spearmanr
+def _by_polarity(ax, R, x, y, xlabel, ylabel, title="", against_actual=False):
     pol = np.asarray(R["lf_polarity"])
     for p, name in ((1, "positive LFs"), (-1, "negative LFs")):
         ax.scatter(np.asarray(x)[pol == p], np.asarray(y)[pol == p], s=22, alpha=0.85, color=_POLARITY_COLORS[p], label=name, linewidths=0)
-    if diagonal:
-        lo, hi = min(np.min(x), np.min(y)), max(np.max(x), np.max(y)); pad = 0.05 * (hi - lo or 1)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=0.8, ls="--")
-        title = f"{title}\nSpearman ρ = {spearmanr(x, y)[0]:.3f}"
+    if against_actual:
+        diagonal(ax, x, y, limits=False, color="0.5", lw=0.8, ls="--")
+        title = f"{title}\nSpearman ρ = {rank_correlations(x, y)[0]:.3f}"
     else: ax.axhline(0, color="0.5", lw=0.8)
     ax.set_title(title, fontsize=10); ax.set_xlabel(xlabel); ax.set_ylabel(ylabel)
 
@@ -384,7 +380,7 @@ def accuracy_figure(R: dict): # results of a data-valuation run
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
     for ax, k, name in zip(axes, ("pos_test", "neg_test"), ("positive test set", "negative test set")):
         _by_polarity(ax, R, R[f"subset_{k}_actl_infl"], R[f"subset_{k}_pred_infl"], "actual effect", "first-order influence",
-                     f"loss on the {name}", diagonal=True)
+                     f"loss on the {name}", against_actual=True)
     axes[0].legend(fontsize=8); fig.tight_layout()
     return fig
 
@@ -398,6 +394,7 @@ def lf_property_figure(R: dict, # results of a data-valuation run
     axes[0].legend(fontsize=8); fig.tight_layout()
     return fig
 
+# %% ../../nbs/14_data_valuation.ipynb #6221006c
 def combined_applications_figure(R: dict, # results of a data-valuation run
                                  credit: dict | None = None): # results of a credit-assignment run, for the third panel
     "The paper's combined panel: LF coverage and precision against influence on the own class (+ MultiNLI size panel)."
@@ -471,6 +468,7 @@ def run_data_valuation(args: argparse.Namespace) -> dict:
           f"figures in {exp.run_dir / 'plots'}, every array in {exp.run_dir / 'results.npz'}")
     return R
 
+# %% ../../nbs/14_data_valuation.ipynb #db91fb98
 def add_babble_reduce_parser(subparsers, # the `add_subparsers()` object of `groupinf` (or `groupinf run`)
                              name: str = "babble-reduce", # the subcommand's name
                             ) -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 from ..store import load_results
 from .subsets import SubsetInfluence, subsets_config, ESTIMATOR_LABELS
-from .base import config_options
+from .base import config_options, rank_correlations, diagonal
 
 # %% auto #0
 __all__ = ['REL_REGS_PAPER', 'REG_CMAP_RANGE', 'PAPER_LINE_COLOURS', 'SWEEP_OPTIONS', 'RegularisationRun', 'sweep_table',
@@ -42,11 +42,6 @@ def _target_arrays(R, binary, column):
         out.append((target, pick(R[key.format("actl")]), ests))
     return out
 
-def _rank_correlations(actual, estimate):
-    from scipy.stats import spearmanr, pearsonr
-    if np.ptp(actual) == 0 or np.ptp(estimate) == 0: return np.nan, np.nan  # e.g. a test loss saturated at 0
-    return spearmanr(actual, estimate)[0], pearsonr(actual, estimate)[0]
-
 def sweep_table(runs: dict, # λ/n -> (results R, binary, dataset_id, run_dir)
                 test_column=None, # fixed-test column (default: Figure 1's)
                ): # DataFrame: one row per (λ/n, target, estimator)
@@ -57,7 +52,7 @@ def sweep_table(runs: dict, # λ/n -> (results R, binary, dataset_id, run_dir)
         col = _test_column(dataset_id, test_column)
         for target, actual, ests in _target_arrays(R, binary, col):
             for est, v in ests.items():
-                rho, r = _rank_correlations(actual, v)
+                rho, r = rank_correlations(actual, v)
                 rows.append(dict(dataset=dataset_id, rel_reg=rel, l2_reg=float(R["cv_l2_reg"]), target=target, estimator=est,
                                  spearman=rho, pearson=r, groups=len(actual),
                                  test_index=int(R["fixed_test"][col]) if target != "self-loss" else -1, run_dir=str(run_dir)))
@@ -119,8 +114,7 @@ def figure3(table, # a `regularisation_sweep` table (one or more datasets)
             a, e, rel = (np.concatenate(v) for v in per[t])
             order = np.random.RandomState(0).permutation(len(a))
             ax.scatter(a[order], e[order], c=_reg_colours(rel[order])[0], s=10, linewidths=0)
-            lo, hi = min(a.min(), e.min()), max(a.max(), e.max()); pad = 0.05 * (hi - lo or 1)
-            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", alpha=0.8, lw=1.5, zorder=0)
+            diagonal(ax, a, e, limits=False, color="grey", alpha=0.8, lw=1.5, zorder=0)
             ax.locator_params(nbins=4); ax.ticklabel_format(style="sci", scilimits=(-3, 3))
             if i == 0 or (i == 1 and not per["test prediction"][0]): ax.set_title(DISPLAY_NAMES.get(d, d), fontsize=13)
             if j == 0: ax.set_ylabel(f"{'Influence' if estimator == 'pred' else ESTIMATOR_LABELS[estimator]} on\n{t}", fontsize=12)

@@ -9,7 +9,7 @@ import numpy as np
 from fastcore.basics import patch
 from ..runner import phase
 from ..objective import Features, Layout, batch_size_for, logits, losses_from_logits
-from .base import (GroupExperiment, group_config, load_group_data, loss_residuals, checked, experiment_parser,
+from .base import (GroupExperiment, rank_correlations, diagonal, group_config, load_group_data, loss_residuals, checked, experiment_parser,
                                        config_from_args, one_of, Check, Seed, Fraction, NumSubsets, RelReg, Bytes, HvpMethod)
 from ..groups import choose_fixed_test, is_paper_copy, parse_fixed_test, pick_subsets, pad_groups, simplified_tag, group_indicator, CLUSTER_DIM
 
@@ -114,6 +114,7 @@ def initial_extras(self: SubsetInfluence, model) -> dict:
     return dict(initial_fit_solver=model.solver_, initial_n_iter=model.n_iter_,
                 train_grad_residuals=loss_residuals(model, self.data.x, self.data.labels))
 
+# %% ../../nbs/10_subset_influence.ipynb #cf65f4f1
 GROUPS_PER_SIZE = 17  # groups drawn per requested size: five size-driven samplers and twelve influence tails
 
 def estimated_run_bytes(config: dict, # a `subsets_config`
@@ -197,6 +198,7 @@ def spectrum_wanted(self: SubsetInfluence) -> bool:
     e = self.engine
     return all(removal_route(e.strategy, e.P, e.layout.num_rows * len(g)) != "iterative" for g in self.groups)
 
+# %% ../../nbs/10_subset_influence.ipynb #8d128b78
 @patch
 @phase(11, "param_changes")
 def retrained_accuracies(self: SubsetInfluence):
@@ -269,7 +271,6 @@ def _target_series(R, binary):
 def summary_table(R, binary):
     "Spearman and Pearson correlation of the actual effect with each estimator, per target (a DataFrame)."
     import pandas as pd
-    from scipy.stats import spearmanr, pearsonr
     rows = []
     for label, key, j in _target_series(R, binary):
         actual = R[key.format("actl")] if j is None else R[key.format("actl")][:, j]
@@ -277,14 +278,15 @@ def summary_table(R, binary):
             k = key.format(est)
             if k not in R: continue
             est_v = R[k] if j is None else R[k][:, j]
-            rows.append(dict(target=label, estimator=est, spearman=spearmanr(actual, est_v)[0], pearson=pearsonr(actual, est_v)[0],
+            rho, r = rank_correlations(actual, est_v)
+            rows.append(dict(target=label, estimator=est, spearman=rho, pearson=r,
                              median_abs_ratio=float(np.median(np.abs(est_v) / np.maximum(np.abs(actual), 1e-300)))))
     return pd.DataFrame(rows)
 
+# %% ../../nbs/10_subset_influence.ipynb #cd936ea1
 def scatter_panel(ax, actual, estimate, tags, title, ylabel="first-order influence"):
     "One panel of the paper's figures: actual (x) against an estimate (y), coloured by group type."
     import seaborn as sns
-    from scipy.stats import spearmanr
     simple = np.array([simplified_tag(str(t)) for t in tags])
     order = np.random.RandomState(0).permutation(len(actual))
     kinds = sorted(set(simple))
@@ -292,11 +294,8 @@ def scatter_panel(ax, actual, estimate, tags, title, ylabel="first-order influen
     for k in kinds:
         sel = order[simple[order] == k]
         ax.scatter(actual[sel], estimate[sel], s=9, alpha=0.7, color=pal[k], label=k, linewidths=0)
-    lo, hi = min(actual.min(), estimate.min()), max(actual.max(), estimate.max())
-    pad = 0.05 * (hi - lo or 1)
-    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.4", lw=0.8, ls="--")
-    ax.set_xlim(lo - pad, hi + pad); ax.set_ylim(lo - pad, hi + pad)
-    ax.set_title(f"{title}\nSpearman ρ = {spearmanr(actual, estimate)[0]:.3f}", fontsize=10)
+    diagonal(ax, actual, estimate, color="0.4", lw=0.8, ls="--")
+    ax.set_title(f"{title}\nSpearman ρ = {rank_correlations(actual, estimate)[0]:.3f}", fontsize=10)
     ax.set_xlabel("actual effect"); ax.set_ylabel(ylabel)
 
 def influence_figure(R, binary, estimator="pred", test_index=0, dataset=""):
