@@ -194,10 +194,12 @@ def target_gradients(self: GroupInfluence, target: Target):
     return tf.transpose(group_sums(self.layout, Xt, coefs, target.weights, self.max_memory)).numpy()
 
 @patch
-def pointwise_influence(self: GroupInfluence, target: Target):
+def pointwise_influence(self: GroupInfluence, target: Target,
+                        weighted: bool = True): # False: `g_iᵀ H⁻¹ ∇f_j`, without the point's weight s_i
     "First-order influence `s_i g_iᵀ H⁻¹ ∇f_j` of removing each training point on each function (J × n)."
     V = self.inverse_hvp(self.target_gradients(target).T)  # P × J
-    return (point_scores(self.layout, self.x, self.r, V).numpy() * self.s.numpy()[:, None]).T
+    scores = point_scores(self.layout, self.x, self.r, V).numpy()
+    return (scores * self.s.numpy()[:, None] if weighted else scores).T
 
 @patch
 def first_order(self: GroupInfluence, groups, target: Target):

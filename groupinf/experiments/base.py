@@ -47,7 +47,7 @@ class GroupData:
         "(features, labels) of a split: 'train' or a held-out one such as 'test'."
         return (self.x, self.labels) if name == "train" else (getattr(self, f"{name}_x"), getattr(self, f"{name}_labels"))
 
-    @property
+    @functools.cached_property
     def num_classes(self) -> int:
         "K: one more than the largest label of any split."
         return int(max(a.max() for k, a in vars(self).items() if k == "labels" or k.endswith("_labels") and len(a))) + 1

@@ -213,18 +213,16 @@ def split_targets(d: CreditData, split: str, fixed=()):
 @phase(5, "all_and_fixed_test_and_nonfire_influence")
 def first_order_on_targets(self: CreditAssignment):
     "First-order influence of every worker on every loss sum of every split."
-    e, d, groups = self.engine, self.data, self.groups
+    e, groups = self.engine, self.groups
     out = dict(subset_train_grad_for_pred_infl=e.group_gradients(groups))
-    for split in ("train", "test", "nonfires"):
-        t, keys = split_targets(d, split, () if split == "train" else self.R[f"fixed_{split}"])
-        out.update(unpack_effects(e.first_order(groups, t), keys, "pred"))
+    for t, keys, prefix, margin in self.effect_targets(): out.update(unpack_effects(e.first_order(groups, t), keys, "pred", prefix, margin))
     return out
 
 # %% ../../nbs/13_credit_assignment.ipynb #2c0b9ef6
 @patch
 def effect_targets(self: CreditAssignment) -> list:
     "Every loss sum of the training, test and mismatched splits, under the original's keys."
-    return [(*split_targets(self.data, s, () if s == "train" else self.R[f"fixed_{s}"]), "", False)
+    return [(*split_targets(self.data, s, self.R.get(f"fixed_{s}", ())), "", False)
             for s in ("train", "test", "nonfires")]
 
 @patch

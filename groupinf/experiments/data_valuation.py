@@ -17,10 +17,9 @@ from .base import (GroupData, GroupExperiment, group_config, loss_residuals, unp
 __all__ = ['STANDIN_CDR_DEFAULTS', 'VALUATION_FIXED_TEST', 'VALUATION_FIXED_TEST_BALANCED', 'CV_CRITERIA', 'PAPER_FIGURES',
            'write_standin_cdr_db', 'standin_cdr_data_dir', 'BabbleReduce', 'babble_reduce_config',
            'babble_reduce_table', 'babble_reduce_figure', 'ValuationData', 'valuation_data', 'lf_statistics',
-           'data_valuation_config', 'DataValuation', 'valuation_targets', 'per_row_influence', 'lf_table',
-           'lf_correlations', 'accuracy_figure', 'lf_property_figure', 'combined_applications_figure',
-           'add_data_valuation_parser', 'data_valuation_config_from_args', 'run_data_valuation',
-           'add_babble_reduce_parser', 'run_babble_reduce']
+           'data_valuation_config', 'DataValuation', 'valuation_targets', 'lf_table', 'lf_correlations',
+           'accuracy_figure', 'lf_property_figure', 'combined_applications_figure', 'add_data_valuation_parser',
+           'data_valuation_config_from_args', 'run_data_valuation', 'add_babble_reduce_parser', 'run_babble_reduce']
 
 # %% ../../nbs/14_data_valuation.ipynb #2f447b47
 _BABBLE_TABLES = """
@@ -288,11 +287,6 @@ def valuation_targets(d: ValuationData, fixed, kind: str = "loss"):
             "nonfires": (Target(kind, d.nonfires_x, d.nonfires_labels, np.eye(mn), [f"nonfires[{j}]" for j in range(mn)]),
                          [f"nonfires[{j}]" for j in range(mn)])}
 
-def per_row_influence(engine, target) -> np.ndarray:
-    "Unweighted first-order influence `g_iᵀ H⁻¹ ∇f_j` of every training row on every function of a target (J × n)."
-    V = np.asarray(engine.inverse_hvp(engine.target_gradients(target).T))  # P × J: H⁻¹ ∇f_j
-    return (engine.gradient_operator() @ V).T                              # rows g_i = r_i ⊗ [x_i; 1], on the fly
-
 @patch
 @phase(4, "all_and_fixed_test_and_nonfire_influence")
 def per_row(self: DataValuation):
@@ -302,7 +296,7 @@ def per_row(self: DataValuation):
         T = valuation_targets(self.data, self.R["fixed_test"], kind)
         for split in ("test", "train"):
             t, keys = T[split]
-            r = per_row_influence(e, t)
+            r = e.pointwise_influence(t, weighted=False)   # the original stored g_iᵀ H⁻¹ ∇f_j, unweighted
             for j, k in enumerate(keys):
                 if "[" not in k: out[f"{k}_pred{sfx}_infl"] = r[j]
             if split == "test": out[f"fixed_test_pred{sfx}_infl"] = r[[j for j, k in enumerate(keys) if "[" in k]]
@@ -334,8 +328,7 @@ def actual(self: DataValuation):
             if split == "nonfires": out.update(unpack_effects(e.first_order(g, t), keys, "pred", "subset_", margin=kind == "margin"))
         for k in ("all_test", "pos_test", "neg_test", "all_train"): out[f"subset_{k}_pred{sfx}_infl"] = A @ self.R[f"{k}_pred{sfx}_infl"]
         out[f"subset_fixed_test_pred{sfx}_infl"] = A @ self.R[f"fixed_test_pred{sfx}_infl"].T
-        out[f"subset_self_actl{sfx}_infl"] = e.self_plugin_effects(g, D, kind)
-    return out
+    return {**out, **self.self_effects("actl", D, linear=False)}
 
 # %% ../../nbs/14_data_valuation.ipynb #610e51a7
 def lf_table(R: dict): # results of a data-valuation run
