@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 import numpy as np
-from .store import load_results
+from .store import load_results, atomic_write_text, write_figure
 from .runner import load_config
 from .groups import simplified_tag
 from scipy.stats import spearmanr
@@ -42,7 +42,7 @@ def find_subset_runs(out_dir, # the output directory of `groupinf run subsets`
     order = [d for d in PAPER_ORDER if d in runs] + sorted(d for d in runs if d not in PAPER_ORDER)
     return {d: runs[d] for d in order}
 
-def _binary(R): return "subset_fixed_test_actl_margin_infl" in R
+def _binary(results): return "subset_fixed_test_actl_margin_infl" in results
 
 # %% ../nbs/20_paper_figures.ipynb #4e11284a
 def paper_scatter(ax, actual, estimate, tags, equal=True, show_ylabels=True):
@@ -86,14 +86,14 @@ def _rows_figure(runs, rows, title_fn, figsize=3.3):
     ncol = len(runs) + 1
     fig, axes = plt.subplots(len(rows), ncol, figsize=(figsize * ncol, figsize * len(rows)), squeeze=False)
     rhos = np.full((len(rows), len(runs)), np.nan)
-    for j, (d, R) in enumerate(data.items()):
+    for j, (d, results) in enumerate(data.items()):
         for i, (label, actual_key, est_key, col_map, default_col) in enumerate(rows):
             ax = axes[i, j]
-            if actual_key not in R or est_key not in R: ax.axis("off"); continue
-            a, e = np.asarray(R[actual_key]), np.asarray(R[est_key])
+            if actual_key not in results or est_key not in results: ax.axis("off"); continue
+            a, e = np.asarray(results[actual_key]), np.asarray(results[est_key])
             if a.ndim == 2:
                 c = min(_column(d, col_map, default_col), a.shape[1] - 1); a, e = a[:, c], e[:, c]
-            rhos[i, j] = paper_scatter(ax, a, e, R["subset_tags"])
+            rhos[i, j] = paper_scatter(ax, a, e, results["subset_tags"])
             if i == 0: ax.set_title(title_fn(d), fontsize=12)
             if j == 0: ax.set_ylabel(label, fontsize=10)
             if i == len(rows) - 1: ax.set_xlabel("actual effect", fontsize=10)
@@ -153,9 +153,9 @@ def reproduction_table(runs, # dataset id -> run directory, as from `find_subset
     used = {stand_ins[d] for d in PAPER_ORDER if d not in runs and d in stand_ins}
     about = {}                                                          # run -> its size and λ/n, read once
     for r, path in runs.items():
-        R = load_results(path)
-        n = len(R["initial_train_losses"])
-        about[r] = dict(groups=len(R["subset_tags"]), n_train=n, rel_l2_reg=float(R["cv_l2_reg"]) / n)
+        results = load_results(path)
+        n = len(results["initial_train_losses"])
+        about[r] = dict(groups=len(results["subset_tags"]), n_train=n, rel_l2_reg=float(results["cv_l2_reg"]) / n)
     blank = dict(groups=np.nan, n_train=np.nan, rel_l2_reg=np.nan)
     rows = []
     for key, paper in PAPER_SPEARMAN.items():
@@ -174,19 +174,15 @@ def reproduction_table(runs, # dataset id -> run directory, as from `find_subset
 def write_paper_figures(out_dir, # where `groupinf run` wrote its runs
                         fig_dir=None): # where the figures go (default: <out_dir>/paper-figures)
     "Draw Figures 1, 2, 5, 6 and the reproduction table from the runs under `out_dir`; returns the written paths."
-    import matplotlib.pyplot as plt
     runs = find_subset_runs(out_dir)
     if not runs: raise ValueError(f"no finished subset-influence runs under {out_dir}; run `groupinf run subsets` first")
     fig_dir = Path(fig_dir or Path(out_dir) / "paper-figures"); fig_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fn in (("paper-fig1", figure1), ("paper-fig2", figure2), ("paper-fig5", figure5), ("paper-fig6", figure6)):
         fig, rhos = fn(runs)
-        for ext in ("pdf", "png"):
-            p = fig_dir / f"{name}.{ext}"; fig.savefig(p, dpi=150 if ext == "png" else 300, bbox_inches="tight"); written.append(p)
-        rhos.to_csv(fig_dir / f"{name}-spearman.csv"); plt.close(fig)
-    table = reproduction_table(runs)
-    table.to_csv(fig_dir / "reproduction.csv", index=False); written.append(fig_dir / "reproduction.csv")
-    return written
+        written += write_figure(fig, fig_dir / f"{name}.pdf", fig_dir / f"{name}.png", dpi=150)
+        atomic_write_text(fig_dir / f"{name}-spearman.csv", rhos.to_csv())
+    return written + [atomic_write_text(fig_dir / "reproduction.csv", reproduction_table(runs).to_csv(index=False))]
 
 def add_figures_parser(subparsers):
     "`groupinf figures --out-dir D`."

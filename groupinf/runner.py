@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .store import (ResultsFileError, atomic_open, atomic_write_text, load_results, read_results,
+from .store import (ResultsFileError, atomic_write_text, write_figure, load_results, read_results,
                             remove_temp_files, save_results)
 from .tasks import MAX_WORKERS, Executor, _task_name, make_executor, map_tasks
 
@@ -231,7 +231,7 @@ class Experiment:
         self.executor = executor if executor is not None else Executor()
         self.progress = progress
         self.run_id = _check_run_id(self.make_run_id())
-        self.R, self.results, self.phase_log = {}, {}, []
+        self.results, self.phase_results, self.phase_log = {}, {}, []
         self._merged, self._origin, self._hashes, self._current = {}, {}, {}, None
 
     def make_run_id(self) -> str:
@@ -303,9 +303,9 @@ def _load_phase(exp, spec, inputs):
 # %% ../nbs/06_runner.ipynb #a4f11d29
 def _compute_phase(exp, spec, inputs, closure):
     data = {}
-    for n in closure: data.update(exp.results[n])
+    for n in closure: data.update(exp.phase_results[n])
     exp._current = spec
-    exp.R = _PhaseInputs(data, exp._origin, spec.name)
+    exp.results = _PhaseInputs(data, exp._origin, spec.name)
     t0 = time.perf_counter()
     try: out = getattr(exp, spec.method)()
     finally: exp._current = None
@@ -335,7 +335,7 @@ def _run_phase(exp, spec, forced: str | None):
         results, digest, seconds = _compute_phase(exp, spec, inputs, closure)
         status = "computed"
         logger.info("%s: saved (%.1f s)", label, seconds)
-    exp.results[spec.name], exp._hashes[spec.name] = results, digest
+    exp.phase_results[spec.name], exp._hashes[spec.name] = results, digest
     exp._merged.update(results)
     exp._origin.update({k: spec.name for k in results})
     exp.phase_log.append(dict(index=spec.index, name=spec.name, status=status,
@@ -354,8 +354,8 @@ def peak_rss_bytes() -> int:
 
 # %% ../nbs/06_runner.ipynb #feecbf7e
 def _finish_run(exp):
-    exp.R = dict(exp._merged)
-    save_results(exp.run_dir / "results.npz", exp.R, kind="results", experiment_id=exp.experiment_id, run_id=exp.run_id,
+    exp.results = dict(exp._merged)
+    save_results(exp.run_dir / "results.npz", exp.results, kind="results", experiment_id=exp.experiment_id, run_id=exp.run_id,
                  phases={s.name: exp._hashes[s.name] for s in exp.phases}, origin=exp._origin)
     summary = exp.summarize()
     if summary is not None:
@@ -388,7 +388,7 @@ def run(self: Experiment,
          force_refresh: bool = False, # recompute every phase (and its tasks)
          invalidate: int | str | None = None, # recompute phases with this index (or this phase's index) and later
          lock_timeout: float | None = 0.0, # seconds to wait for another run holding the directory (None: forever)
-        ) -> dict: # R: every phase's results merged
+        ) -> dict: # every phase's results, merged
     "Run the experiment: reuse stored phases that are still valid, compute the others, write the run's outputs."
     inv = _invalidated_index(self, invalidate)
     created = [d for d in (*reversed(self.run_dir.parents), self.run_dir) if not d.exists()]   # outermost first
@@ -398,7 +398,7 @@ def run(self: Experiment,
             if (n := remove_temp_files(self.run_dir)): logger.info("removed %d temporary files of an interrupted run", n)
             self.check_inputs()
             atomic_write_text(self.run_dir / "config.json", json.dumps(self.config, indent=2, sort_keys=True) + "\n")
-            self.R, self.results, self.phase_log, self._merged, self._origin, self._hashes = {}, {}, [], {}, {}, {}
+            self.results, self.phase_results, self.phase_log, self._merged, self._origin, self._hashes = {}, {}, [], {}, {}, {}
             for spec in self.phases:
                 forced = ("force_refresh" if force_refresh else
                           f"invalidate={inv}" if inv is not None and spec.index >= inv else None)
@@ -407,7 +407,7 @@ def run(self: Experiment,
     except BaseException:
         _discard_if_empty(created)
         raise
-    return self.R
+    return self.results
 
 def _discard_if_empty(created):
     "Remove the directories a failed run created if they hold nothing but its config and lock (no phase, no task)."
@@ -454,20 +454,23 @@ def resolved_settings(self: Experiment) -> dict:
     return {}
 
 @patch
+def figures(self: Experiment) -> dict:
+    "The run's figures: file name in plots/ -> a function of the results that draws it (override; none by default)."
+    return {}
+
+@patch
 def make_figures(self: Experiment):
-    "Draw the run's figures (override; use `save_figure`). Called at the end of `run`."
+    "Draw and save every figure of `figures()`. Called at the end of `run`."
+    for name, draw in self.figures().items(): self.save_figure(draw(self.results), name)
 
 @patch
 def save_figure(self: Experiment, fig, # a matplotlib figure
                  name: str, # file name in the run's plots/ directory, e.g. 'spearman.pdf'
                 ) -> Path:
-    "Save a figure atomically into `<run_dir>/plots/`."
+    "Save a figure atomically into `<run_dir>/plots/`, then close it."
     if not isinstance(name, str) or "/" in name or not name or name.startswith("."):
         raise ValueError(f"figure name {name!r} must be a plain file name")
-    path = self.run_dir / "plots" / name
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format=Path(name).suffix.lstrip(".") or "png", bbox_inches="tight")
-    return path
+    return write_figure(fig, self.run_dir / "plots" / name)[0]
 
 @patch
 def load_results(self: Experiment) -> dict:
@@ -552,7 +555,7 @@ def out_dir_from_args(args: argparse.Namespace) -> Path:
 def run_from_args(cls: type, # an `Experiment` subclass
                   config: dict, # its configuration
                   args: argparse.Namespace, # options parsed with `add_executor_arguments`
-                 ) -> tuple: # (the experiment, its results R)
+                 ) -> tuple: # (the experiment, its results)
     "Run an experiment with the executor, output directory and run options of the command line, logging to stderr."
     configure_logging("INFO")
     with executor_from_args(args) as ex:

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['atomic_open', 'atomic_write_text', 'is_temp_file', 'remove_temp_files', 'ResultsFileError', 'encode_results',
-           'decode_results', 'content_hash', 'normalize_results', 'save_results', 'read_results', 'load_results']
+__all__ = ['atomic_open', 'atomic_write_text', 'write_figure', 'is_temp_file', 'remove_temp_files', 'ResultsFileError',
+           'encode_results', 'decode_results', 'content_hash', 'normalize_results', 'save_results', 'read_results',
+           'load_results']
 
 # %% ../nbs/06a_store.ipynb #1b0d27a9
 _TEMP_RE = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")
@@ -54,6 +55,17 @@ def atomic_write_text(path, # the final file name
     "Write a text file atomically."
     with atomic_open(path, "w") as f: f.write(text)
     return Path(path)
+
+def write_figure(fig, # a matplotlib figure
+                 *paths, # where to save it: each suffix names a format ('.pdf', '.png')
+                 dpi: float | None = None, # resolution of raster output; matplotlib's figure dpi when None
+                ) -> list[Path]:
+    "Save a matplotlib figure atomically to every path, then close it."
+    import matplotlib.pyplot as plt
+    for p in paths:
+        with atomic_open(p, "wb") as f: fig.savefig(f, format=Path(p).suffix.lstrip(".") or "png", dpi=dpi or "figure", bbox_inches="tight")
+    plt.close(fig)
+    return [Path(p) for p in paths]
 
 def is_temp_file(path) -> bool:
     "Whether `path` is a temporary file of `atomic_open` (never a result)."

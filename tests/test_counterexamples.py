@@ -99,25 +99,25 @@ def test_retrain_task_reaches_the_optimum_without_each_group():
 def test_fixed_dataset_run_and_resume(tmp_path):
     cfg = cx.counterexamples_config("fixed")
     exp = cx.Counterexamples(cfg, out_dir=tmp_path, progress=False)
-    R = exp.run()
-    assert exp.run_id == "fixed" and len(R["subset_indices"]) == 84
-    assert len(R["cex_X"]) == 1027 and np.array_equal(R["cex_subset_rows"], np.arange(84))
-    assert "subset_retrain_fallback" not in R and R["subset_retrain_n_iter"].min() >= 1
-    x, y, th0 = R["fixed_train_X"], R["fixed_train_Y"], R["initial_params"]
-    g0, H = _numpy_parts(th0, x, y, np.ones(len(y)), R["l2_reg"])
+    results = exp.run()
+    assert exp.run_id == "fixed" and len(results["subset_indices"]) == 84
+    assert len(results["cex_X"]) == 1027 and np.array_equal(results["cex_subset_rows"], np.arange(84))
+    assert "subset_retrain_fallback" not in results and results["subset_retrain_n_iter"].min() >= 1
+    x, y, th0 = results["fixed_train_X"], results["fixed_train_Y"], results["initial_params"]
+    g0, H = _numpy_parts(th0, x, y, np.ones(len(y)), results["l2_reg"])
     assert np.linalg.norm(g0) < 1e-8
-    np.testing.assert_allclose(R["hessian"], H, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(results["hessian"], H, rtol=1e-10, atol=1e-12)
     p = 1 / (1 + np.exp(-x @ th0)); gi = (p - y)[:, None] * x
-    for j, (d, g, thr) in enumerate(zip(R["subset_dparam"], R["subset_indices"], R["subset_retrain_grad_threshold"])):
+    for j, (d, g, thr) in enumerate(zip(results["subset_dparam"], results["subset_indices"], results["subset_retrain_grad_threshold"])):
         w = np.ones(len(y)); w[g] = 0
-        assert np.linalg.norm(_numpy_parts(th0 + d, x, y, w, R["l2_reg"])[0]) <= thr * (1 + 1e-6)
-        np.testing.assert_allclose(H @ R["subset_pred_dparam"][j], gi[g].sum(0), atol=1e-10)
+        assert np.linalg.norm(_numpy_parts(th0 + d, x, y, w, results["l2_reg"])[0]) <= thr * (1 + 1e-6)
+        np.testing.assert_allclose(H @ results["subset_pred_dparam"][j], gi[g].sum(0), atol=1e-10)
         HU = (x[g].T * (p * (1 - p))[g]) @ x[g]
-        np.testing.assert_allclose((H - HU) @ R["subset_newton_pred_dparam"][j], gi[g].sum(0), atol=1e-10)
+        np.testing.assert_allclose((H - HU) @ results["subset_newton_pred_dparam"][j], gi[g].sum(0), atol=1e-10)
     table = exp.summarize()
-    t = cx.constructed_test_point(R, "cex_one")
+    t = cx.constructed_test_point(results, "cex_one")
     one = table[table.test_points == "cex_one"].iloc[0]
-    p_ = R["cex_subset_test_pred_margin_infl"][:, t]; a_ = R["cex_subset_test_actl_margin_infl"][:, t]
+    p_ = results["cex_subset_test_pred_margin_infl"][:, t]; a_ = results["cex_subset_test_actl_margin_infl"][:, t]
     np.testing.assert_allclose(one.rho_pred_actual_median, spearmanr(p_, a_)[0])
     again = cx.Counterexamples(cfg, out_dir=tmp_path, progress=False); again.run()
     assert all(p["status"] == "loaded" for p in again.phase_log)

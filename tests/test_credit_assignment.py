@@ -49,9 +49,9 @@ def sklearn_losses(x, y, w, lam, *evals):
     return [-np.log(sk.predict_proba(xe)[np.arange(len(ye)), ye]) for xe, ye in evals]
 
 
-def check_against_independent(exp, R, groups_to_refit):
+def check_against_independent(exp, results, groups_to_refit):
     d, K = exp.data, exp.data.num_classes
-    theta, lam = R["initial_params"], float(R["cv_l2_reg"])
+    theta, lam = results["initial_params"], float(results["cv_l2_reg"])
     G, _ = softmax_parts(theta, d.x, d.labels, K)
     Hinv = gauge_inverse(dense_hessian(theta, d.x, d.labels, d.weights, K, lam), K, d.x.shape[1])
     gU = np.stack([d.weights[U] @ G[U] for U in exp.groups])
@@ -62,30 +62,30 @@ def check_against_independent(exp, R, groups_to_refit):
     for split, Ge, y, genres in (("test", Gt, d.test_labels, d.test_genres), ("nonfires", Gn, d.nonfires_labels, d.nonfires_genres)):
         for g in np.unique(genres):
             want = gU @ Hinv @ Ge[genres == g].sum(0)
-            np.testing.assert_allclose(R[f"{g}_{split}_pred_infl"], want, atol=scale(want))
+            np.testing.assert_allclose(results[f"{g}_{split}_pred_infl"], want, atol=scale(want))
         for k in range(K):
             want = gU @ Hinv @ Ge[y == k].sum(0)
-            np.testing.assert_allclose(R[f"class_{k}_{split}_pred_infl"], want, atol=scale(want))
-        want = gU @ Hinv @ Ge[R[f"fixed_{split}"]].T
-        np.testing.assert_allclose(R[f"fixed_{split}_pred_infl"], want, atol=scale(want))
+            np.testing.assert_allclose(results[f"class_{k}_{split}_pred_infl"], want, atol=scale(want))
+        want = gU @ Hinv @ Ge[results[f"fixed_{split}"]].T
+        np.testing.assert_allclose(results[f"fixed_{split}_pred_infl"], want, atol=scale(want))
     want = gU @ Hinv @ (d.weights @ G)
-    np.testing.assert_allclose(R["all_train_pred_infl"], want, atol=scale(want))
+    np.testing.assert_allclose(results["all_train_pred_infl"], want, atol=scale(want))
     want = np.einsum("gp,pq,gq->g", gU, Hinv, gU)
-    np.testing.assert_allclose(R["self_pred_infl"], want, atol=scale(want))
-    np.testing.assert_allclose(R["subset_train_grad_for_pred_infl"], gU, atol=1e-10)
+    np.testing.assert_allclose(results["self_pred_infl"], want, atol=scale(want))
+    np.testing.assert_allclose(results["subset_train_grad_for_pred_infl"], gU, atol=1e-10)
     # actual: refit without the group (weights kept on the other rows)
     for j in groups_to_refit:
         keep = np.setdiff1d(np.arange(len(d.labels)), exp.groups[j])
         lt, ln, ltr = sklearn_losses(d.x[keep], d.labels[keep], d.weights[keep], lam, (d.test_x, d.test_labels),
                                      (d.nonfires_x, d.nonfires_labels), (d.x, d.labels))
-        np.testing.assert_allclose(R["all_test_actl_infl"][j], (lt - R["initial_test_losses"]).sum(), atol=1e-6)
+        np.testing.assert_allclose(results["all_test_actl_infl"][j], (lt - results["initial_test_losses"]).sum(), atol=1e-6)
         for g in np.unique(d.nonfires_genres):
             sel = d.nonfires_genres == g
-            np.testing.assert_allclose(R[f"{g}_nonfires_actl_infl"][j], (ln - R["initial_nonfires_losses"])[sel].sum(), atol=1e-6)
-        np.testing.assert_allclose(R["fixed_test_actl_infl"][j], (lt - R["initial_test_losses"])[R["fixed_test"]], atol=1e-6)
-        np.testing.assert_allclose(R["all_train_actl_infl"][j], d.weights @ (ltr - R["initial_train_losses"]), atol=1e-6)
+            np.testing.assert_allclose(results[f"{g}_nonfires_actl_infl"][j], (ln - results["initial_nonfires_losses"])[sel].sum(), atol=1e-6)
+        np.testing.assert_allclose(results["fixed_test_actl_infl"][j], (lt - results["initial_test_losses"])[results["fixed_test"]], atol=1e-6)
+        np.testing.assert_allclose(results["all_train_actl_infl"][j], d.weights @ (ltr - results["initial_train_losses"]), atol=1e-6)
         U = exp.groups[j]
-        np.testing.assert_allclose(R["self_actl_infl"][j], d.weights[U] @ (ltr - R["initial_train_losses"])[U], atol=1e-6)
+        np.testing.assert_allclose(results["self_actl_infl"][j], d.weights[U] @ (ltr - results["initial_train_losses"])[U], atol=1e-6)
 
 
 def test_real_loader_path_on_fixture_bundle(tmp_path):
@@ -94,43 +94,43 @@ def test_real_loader_path_on_fixture_bundle(tmp_path):
     cfg = CA.credit_assignment_config("mnli", data_dir=tmp_path / "data", num_features=6, fixed_reg=0.05,
                                       use_frozen_fixed_points=False, newton=True)
     exp = CA.CreditAssignment(cfg, out_dir=tmp_path / "out", progress=False)
-    R = exp.run()
+    results = exp.run()
     d = exp.data
     assert exp.run_id == "mnli_sample_weights-None"
     assert np.array_equal(d.x, bundle["train"]["x"][:, :6].astype(np.float64))
     assert list(d.test_genres) == list(bundle["dev_matched"]["genres"])
     workers = sorted(set(bundle["train"]["ids"]))
-    assert R["subset_tags"] == [f"same_turker-{w}" for w in workers]
+    assert results["subset_tags"] == [f"same_turker-{w}" for w in workers]
     for w, U in zip(workers, exp.groups):
         assert U.tolist() == [i for i, a in enumerate(bundle["train"]["ids"]) if a == w]
-    assert R["test_genres"] == sorted(set(bundle["dev_matched"]["genres"]))
-    counts = {(w, g): 0 for w in workers for g in R["train_genres"]}
+    assert results["test_genres"] == sorted(set(bundle["dev_matched"]["genres"]))
+    counts = {(w, g): 0 for w in workers for g in results["train_genres"]}
     for w, g in zip(bundle["train"]["ids"], bundle["train"]["genres"]): counts[w, g] += 1
-    assert R["subset_genre_counts"].tolist() == [[counts[w, g] for g in R["train_genres"]] for w in workers]
-    assert len(R["fixed_test"]) == 6 and len(R["fixed_nonfires"]) == 6
-    check_against_independent(exp, R, range(len(exp.groups)))
+    assert results["subset_genre_counts"].tolist() == [[counts[w, g] for g in results["train_genres"]] for w in workers]
+    assert len(results["fixed_test"]) == 6 and len(results["fixed_nonfires"]) == 6
+    check_against_independent(exp, results, range(len(exp.groups)))
     # Newton: (H − H_U)⁻¹ g_U against a dense solve
     K, dd = 3, 6
-    theta, lam = R["initial_params"], float(R["cv_l2_reg"])
+    theta, lam = results["initial_params"], float(results["cv_l2_reg"])
     G, _ = softmax_parts(theta, d.x, d.labels, K)
     H = dense_hessian(theta, d.x, d.labels, d.weights, K, lam)
     Gt, _ = softmax_parts(theta, d.test_x, d.test_labels, K)
     for j, U in enumerate(exp.groups):
         HU = dense_hessian(theta, d.x[U], d.labels[U], d.weights[U], K, 0.0)
         step = gauge_inverse(H - HU, K, dd) @ (d.weights[U] @ G[U])
-        np.testing.assert_allclose(R["all_test_newton_infl"][j], Gt.sum(0) @ step, atol=1e-8)
+        np.testing.assert_allclose(results["all_test_newton_infl"][j], Gt.sum(0) @ step, atol=1e-8)
 
 
 def test_weighted_standin_keeps_weights_when_retraining(tmp_path):
     cfg = CA.credit_assignment_config("mnli_standin", sample_weights=True, fixed_reg=0.02, tag="standin",
                                       standin=dict(num_workers=8, num_train=240, num_eval_per_genre=12, num_features=5))
     exp = CA.CreditAssignment(cfg, out_dir=tmp_path, progress=False)
-    R = exp.run()
+    results = exp.run()
     assert exp.run_id == "mnli_standin_sample_weights-True_standin"
     assert not np.allclose(exp.data.weights, 1) and exp.data.weights.min() >= 0.5
-    assert np.all(R["subset_retrain_grad_norm"] <= R["subset_retrain_grad_threshold"])
-    np.testing.assert_allclose(R["subset_weight_sums"], [exp.data.weights[U].sum() for U in exp.groups])
-    check_against_independent(exp, R, [int(np.argmax(R["subset_sizes"])), int(np.argmin(R["subset_sizes"]))])
+    assert np.all(results["subset_retrain_grad_norm"] <= results["subset_retrain_grad_threshold"])
+    np.testing.assert_allclose(results["subset_weight_sums"], [exp.data.weights[U].sum() for U in exp.groups])
+    check_against_independent(exp, results, [int(np.argmax(results["subset_sizes"])), int(np.argmin(results["subset_sizes"]))])
 
 
 def test_cross_validation_selects_best_mean_accuracy(tmp_path):
@@ -138,12 +138,12 @@ def test_cross_validation_selects_best_mean_accuracy(tmp_path):
                                       standin=dict(num_workers=6, num_train=150, num_eval_per_genre=6, num_features=4))
     exp = CA.CreditAssignment(cfg, out_dir=tmp_path, progress=False)
     exp.run()
-    R, d = exp.R, exp.data
+    results, d = exp.results, exp.data
     n = len(d.labels)
-    np.testing.assert_allclose(R["cv_regs"], np.logspace(np.log10(1e-3 * n), np.log10(n), 3))
+    np.testing.assert_allclose(results["cv_regs"], np.logspace(np.log10(1e-3 * n), np.log10(n), 3))
     size = int(np.ceil(n / 5))
     accs, losses = [], []
-    for lam in R["cv_regs"]:
+    for lam in results["cv_regs"]:
         a, l = [], 0.0
         for k in range(5):
             held = np.zeros(n, bool); held[k * size:(k + 1) * size] = True
@@ -151,9 +151,9 @@ def test_cross_validation_selects_best_mean_accuracy(tmp_path):
             a.append(np.mean(sk.predict(d.x[held]) == d.labels[held]))
             l += -np.log(sk.predict_proba(d.x[held])[np.arange(held.sum()), d.labels[held]]).sum()
         accs.append(np.mean(a)); losses.append(l)
-    np.testing.assert_allclose(R["cv_accs"], accs, atol=1e-12)
-    np.testing.assert_allclose(R["cv_errors"], losses, rtol=1e-6)
-    assert R["cv_l2_reg"] == R["cv_regs"][int(np.argmax(accs))]
+    np.testing.assert_allclose(results["cv_accs"], accs, atol=1e-12)
+    np.testing.assert_allclose(results["cv_errors"], losses, rtol=1e-6)
+    assert results["cv_l2_reg"] == results["cv_regs"][int(np.argmax(accs))]
 
 
 def test_batched_cross_validation_equals_separate_fold_fits(tmp_path):
@@ -161,7 +161,7 @@ def test_batched_cross_validation_equals_separate_fold_fits(tmp_path):
     cfg = CA.credit_assignment_config("mnli_standin", sample_weights=True, cv_range=(1e-3, 1e-1, 3), tag="standin",
                                       standin=dict(num_workers=8, num_train=240, num_eval_per_genre=12, num_features=5))
     exp = CA.CreditAssignment(cfg, out_dir=tmp_path, progress=False)
-    R = exp.run()
+    results = exp.run()
     d = exp.data
     n, K = len(d.labels), d.num_classes
     folds = B.fold_bounds(n, 5)
@@ -170,8 +170,8 @@ def test_batched_cross_validation_equals_separate_fold_fits(tmp_path):
     W = B.fold_weights(d.weights, folds)
     for k, (a, b) in enumerate(zip(folds, folds[1:])):
         assert np.all(W[k, a:b] == 0) and np.array_equal(np.delete(W[k], np.s_[a:b]), np.delete(d.weights, np.s_[a:b]))
-    losses, accs = np.zeros((len(R["cv_regs"]), 5)), np.zeros((len(R["cv_regs"]), 5))
-    for j, lam in enumerate(R["cv_regs"]):
+    losses, accs = np.zeros((len(results["cv_regs"]), 5)), np.zeros((len(results["cv_regs"]), 5))
+    for j, lam in enumerate(results["cv_regs"]):
         batched = B.fit_folds(d.x, d.labels, d.weights, folds, lam, K)
         assert batched.params.shape == (6 * K, 5) and batched.converged.all()
         for k, (a, b) in enumerate(zip(folds, folds[1:])):
@@ -180,9 +180,9 @@ def test_batched_cross_validation_equals_separate_fold_fits(tmp_path):
             np.testing.assert_allclose(batched.params[:, k], m.params, atol=1e-8 * max(1.0, np.abs(m.params).max()))
             losses[j, k] = d.weights[a:b] @ m.losses(d.x[a:b], d.labels[a:b])
             accs[j, k] = m.accuracy(d.x[a:b], d.labels[a:b])
-    np.testing.assert_allclose(R["cv_errors"], losses.sum(1), rtol=1e-9)
-    np.testing.assert_array_equal(R["cv_accs"], accs.mean(1))
-    assert R["cv_l2_reg"] == R["cv_regs"][int(np.argmax(accs.mean(1)))]
+    np.testing.assert_allclose(results["cv_errors"], losses.sum(1), rtol=1e-9)
+    np.testing.assert_array_equal(results["cv_accs"], accs.mean(1))
+    assert results["cv_l2_reg"] == results["cv_regs"][int(np.argmax(accs.mean(1)))]
 
 
 def test_errors_are_clear(tmp_path):
@@ -201,13 +201,13 @@ def test_errors_are_clear(tmp_path):
 def test_a_copy_of_mnli_with_another_test_set_uses_the_rule_not_the_frozen_points(tmp_path):
     write_mnli_bundle(tmp_path / "data" / "multinli_1.0")
     cfg = CA.credit_assignment_config("mnli", data_dir=tmp_path / "data", num_features=4, fixed_reg=0.05)
-    R = CA.CreditAssignment(cfg, out_dir=tmp_path / "out", progress=False).run()
+    results = CA.CreditAssignment(cfg, out_dir=tmp_path / "out", progress=False).run()
     for key, split in (("fixed_test", "test"), ("fixed_nonfires", "nonfires")):
-        losses = np.asarray(R[f"initial_{split}_losses"])
-        assert str(R[f"{key}_rule"]) == "rule" and max(R[key]) < len(losses)
-        assert sorted(R[key][:3]) == sorted(np.argsort(losses, kind="stable")[-3:])
-        assert f"this is not the paper's copy of 'mnli {split}'" in str(R[f"{key}_reason"])
-        assert "the paper's had 9,815" in str(R[f"{key}_reason"])
+        losses = np.asarray(results[f"initial_{split}_losses"])
+        assert str(results[f"{key}_rule"]) == "rule" and max(results[key]) < len(losses)
+        assert sorted(results[key][:3]) == sorted(np.argsort(losses, kind="stable")[-3:])
+        assert f"this is not the paper's copy of 'mnli {split}'" in str(results[f"{key}_reason"])
+        assert "the paper's had 9,815" in str(results[f"{key}_reason"])
 
 
 def test_cli_hooks(tmp_path):
@@ -221,11 +221,11 @@ def test_cli_hooks(tmp_path):
     args = parser.parse_args(["credit-assignment", "--standin", "--fixed-reg", "0.05", "--out-dir", str(tmp_path),
                               "--grad-batch-size", "400", "--hessian-batch-size", "30"])
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf): R = CA.run_credit_assignment(args)
+    with contextlib.redirect_stdout(buf): results = CA.run_credit_assignment(args)
     out = buf.getvalue()
     assert "fiction_test" in out and "verbatim_nonfires" in out and "summary.csv" in out
     run_dir = tmp_path / "credit_assignment" / "mnli_standin_sample_weights-None_standin"
     assert (run_dir / "results.npz").exists()
     assert sorted(p.name for p in (run_dir / "plots").iterdir()) == sorted(CA.PAPER_FIGURES)
     assert json.loads((run_dir / "config.json").read_text())["standin"]["num_workers"] == 40
-    assert R["fiction_test_actl_infl"].shape == (len(R["subset_tags"]),)
+    assert results["fiction_test_actl_infl"].shape == (len(results["subset_tags"]),)

@@ -18,16 +18,16 @@ def test_a_copy_of_spam_with_another_test_set_runs_to_completion_with_rule_chose
     assert gd.load_dataset("spam", data_dir=data).test.num_examples == 12          # the paper's has 1,035
     exp = SubsetInfluence(subsets_config("spam", data, num_subsets=2, fixed_reg=1e-2), out_dir=tmp_path / "out",
                           progress=False)
-    R = exp.run()
-    assert str(R["fixed_test_rule"]) == "rule" and len(R["fixed_test"]) == 6 and max(R["fixed_test"]) < 12
-    losses = np.asarray(R["initial_test_losses"])
-    assert sorted(R["fixed_test"][:3]) == sorted(np.argsort(losses, kind="stable")[-3:])   # the 3 highest losses
-    reason = str(R["fixed_test_reason"])
+    results = exp.run()
+    assert str(results["fixed_test_rule"]) == "rule" and len(results["fixed_test"]) == 6 and max(results["fixed_test"]) < 12
+    losses = np.asarray(results["initial_test_losses"])
+    assert sorted(results["fixed_test"][:3]) == sorted(np.argsort(losses, kind="stable")[-3:])   # the 3 highest losses
+    reason = str(results["fixed_test_reason"])
     assert "not the paper's copy of 'spam'" in reason and "its test set has 12 points, the paper's had 1,035" in reason
     config = json.loads((exp.run_dir / "config.json").read_text())
     assert config["fixed_test"] == "auto" and config["resolved"]["fixed_test_rule"] == "rule"
     assert config["resolved"]["fixed_test_reason"] == reason
-    assert "subset_fixed_test_actl_infl" in R                                   # the run went through to the end
+    assert "subset_fixed_test_actl_infl" in results                                   # the run went through to the end
 
 
 def test_the_paper_fingerprint_selects_the_frozen_list_and_a_changed_source_does_not(tmp_path, monkeypatch):

@@ -98,9 +98,9 @@ def same(a, b):
 
 
 def assert_identical(run_dir, reference):
-    R = load_results(run_dir)
-    assert list(R) == list(reference["results"])
-    different = [k for k in R if not same(R[k], reference["results"][k])]
+    results = load_results(run_dir)
+    assert list(results) == list(reference["results"])
+    different = [k for k in results if not same(results[k], reference["results"][k])]
     assert not different, f"results differ from the uninterrupted run in {different}"
     assert (Path(run_dir) / "summary.csv").read_text() == reference["summary"]
     assert sorted(p.name for p in (Path(run_dir) / "plots").iterdir()) == reference["plots"]

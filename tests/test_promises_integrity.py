@@ -237,11 +237,11 @@ def test_no_pickle_is_loaded_during_a_full_small_run(pickle_spy, tmp_path):
     from groupinf.experiments.subsets import SubsetInfluence, subsets_config
     from groupinf.store import load_results
     cfg = subsets_config("breast_cancer", num_subsets=1, fixed_reg=1e-3, kmeans_n_init=1)   # every phase, fewer fits
-    R = SubsetInfluence(cfg, out_dir=tmp_path, progress=False).run()
+    results = SubsetInfluence(cfg, out_dir=tmp_path, progress=False).run()
     again = SubsetInfluence(cfg, out_dir=tmp_path, progress=False)
-    R2 = again.run()                                              # every phase read back from disk
+    results2 = again.run()                                              # every phase read back from disk
     assert [p["status"] for p in again.phase_log] == ["loaded"] * len(again.phases)
-    assert load_results(again.run_dir).keys() == R.keys() == R2.keys()
+    assert load_results(again.run_dir).keys() == results.keys() == results2.keys()
     assert pickle_spy == []
 
 

@@ -177,17 +177,17 @@ def test_a_subset_run_at_a_tiny_fixed_reg_stores_no_nan(tmp_path):
     with warnings.catch_warnings():                                     # scipy warns of constant input (undefined ρ)
         warnings.simplefilter("ignore")
         exp.run()
-    R = load_results(exp.run_dir)
-    assert R["initial_train_accuracy"] == 1.0
-    assert all_finite(R) == []
+    results = load_results(exp.run_dir)
+    assert results["initial_train_accuracy"] == 1.0
+    assert all_finite(results) == []
     summary = pd.read_csv(exp.run_dir / "summary.csv")
     for _, row in summary[summary.spearman.isna()].iterrows():           # only where an input is constant
         kind = "_margin" if "margin" in row.target else ""
         if row.target.startswith("self"):
-            actual, est = R[f"subset_self_actl{kind}_infl"], R[f"subset_self_{row.estimator}{kind}_infl"]
+            actual, est = results[f"subset_self_actl{kind}_infl"], results[f"subset_self_{row.estimator}{kind}_infl"]
         else:
-            j = int(np.flatnonzero(R["fixed_test"] == int(row.target.split()[-1]))[0])
-            actual = R[f"subset_fixed_test_actl{kind}_infl"][:, j]
-            est = R[f"subset_fixed_test_{row.estimator}{kind}_infl"][:, j]
+            j = int(np.flatnonzero(results["fixed_test"] == int(row.target.split()[-1]))[0])
+            actual = results[f"subset_fixed_test_actl{kind}_infl"][:, j]
+            est = results[f"subset_fixed_test_{row.estimator}{kind}_infl"][:, j]
         assert np.ptp(actual) == 0 or np.ptp(est) == 0, row.to_dict()
         assert np.isnan(spearmanr(actual, est)[0])

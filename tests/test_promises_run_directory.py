@@ -27,11 +27,11 @@ class Small(Experiment):
 
     @phase(1, deps=["base"])
     def squares(self):
-        out = self.map_tasks(square, range(self.config["n"]), shared={"offset": self.R["offset"]}, chunk_size=2)
+        out = self.map_tasks(square, range(self.config["n"]), shared={"offset": self.results["offset"]}, chunk_size=2)
         return {"squares": collate(out)["v"]}
 
     @phase(2, deps=["squares"])
-    def total(self): return {"total": float(self.R["squares"].sum())}
+    def total(self): return {"total": float(self.results["squares"].sum())}
 
 
 def files_under(root):

@@ -12,23 +12,23 @@ from groupinf.experiments.subsets import SubsetInfluence
 
 
 def _fake_run(rng, binary=True, G=12):
-    R = {"cv_l2_reg": 1.5, "fixed_test": np.array([7, 3, 9, 1, 2, 5])}
+    results = {"cv_l2_reg": 1.5, "fixed_test": np.array([7, 3, 9, 1, 2, 5])}
     for est in ("actl", "pred", "newton"):
-        R[f"subset_fixed_test_{est}_infl"] = rng.normal(size=(G, 6))
-        R[f"subset_self_{est}_infl"] = rng.normal(size=G)
-        if binary: R[f"subset_fixed_test_{est}_margin_infl"] = rng.normal(size=(G, 6))
-    return R
+        results[f"subset_fixed_test_{est}_infl"] = rng.normal(size=(G, 6))
+        results[f"subset_self_{est}_infl"] = rng.normal(size=G)
+        if binary: results[f"subset_fixed_test_{est}_margin_infl"] = rng.normal(size=(G, 6))
+    return results
 
 
 def test_sweep_table_matches_scipy():
     rng = np.random.RandomState(0)
-    R1, R2 = _fake_run(rng), _fake_run(rng, binary=False)
-    R2["subset_self_actl_infl"][:] = 1.0  # constant: no rank correlation
-    t = rg.sweep_table({1e-3: (R1, True, "breast_cancer", "a"), 1e-1: (R2, False, "digits", "b")}, test_column=2)
+    results1, results2 = _fake_run(rng), _fake_run(rng, binary=False)
+    results2["subset_self_actl_infl"][:] = 1.0  # constant: no rank correlation
+    t = rg.sweep_table({1e-3: (results1, True, "breast_cancer", "a"), 1e-1: (results2, False, "digits", "b")}, test_column=2)
     assert set(t.target[t.rel_reg == 1e-3]) == {"test prediction", "test loss", "self-loss"}
     assert set(t.target[t.rel_reg == 1e-1]) == {"test loss", "self-loss"}
     row = t.query("rel_reg == 0.001 and target == 'test prediction' and estimator == 'newton'").iloc[0]
-    a, e = R1["subset_fixed_test_actl_margin_infl"][:, 2], R1["subset_fixed_test_newton_margin_infl"][:, 2]
+    a, e = results1["subset_fixed_test_actl_margin_infl"][:, 2], results1["subset_fixed_test_newton_margin_infl"][:, 2]
     assert row.spearman == pytest.approx(spearmanr(a, e)[0]) and row.pearson == pytest.approx(pearsonr(a, e)[0])
     assert row.test_index == 9
     assert t.query("rel_reg == 0.1 and target == 'self-loss'").spearman.isna().all()
@@ -44,8 +44,8 @@ def _softmax_grad_norm(theta, x, y, w, l2):
     K, d = int(y.max()) + 1, x.shape[1]
     W, b = theta[:K * d].reshape(K, d), theta[K * d:]
     Z = x @ W.T + b; P = np.exp(Z - Z.max(1, keepdims=True)); P /= P.sum(1, keepdims=True)
-    R = w[:, None] * (P - np.eye(K)[y])
-    return np.linalg.norm(np.r_[(R.T @ x + l2 * W).ravel(), R.sum(0)])
+    results = w[:, None] * (P - np.eye(K)[y])
+    return np.linalg.norm(np.r_[(results.T @ x + l2 * W).ravel(), results.sum(0)])
 
 
 def test_regularisation_run_is_a_subset_influence_run(tmp_path):
@@ -62,13 +62,13 @@ def test_sweep_runs_reuse_and_cli(tmp_path, capsys):
     assert sorted(t.rel_reg.unique()) == [1e-3, 1.0] and set(t.target) == {"test loss", "self-loss"}
     d = load_dataset("iris"); x, y = np.asarray(d.train.x, np.float64), np.asarray(d.train.labels)
     for run_dir, rel in t.groupby("run_dir").rel_reg.first().items():
-        R = load_results(run_dir)
-        assert float(R["cv_l2_reg"]) == pytest.approx(rel * len(y))
-        assert run_dir.endswith(f"rel-reg-{rel:g}") and "subset_retrain_fallback" not in R
-        assert _softmax_grad_norm(R["initial_params"], x, y, np.ones(len(y)), R["cv_l2_reg"]) < 1e-8
-        for g, dp, gn, thr in zip(R["subset_indices"], R["subset_dparam"], R["subset_retrain_grad_norm"], R["subset_retrain_grad_threshold"]):
+        results = load_results(run_dir)
+        assert float(results["cv_l2_reg"]) == pytest.approx(rel * len(y))
+        assert run_dir.endswith(f"rel-reg-{rel:g}") and "subset_retrain_fallback" not in results
+        assert _softmax_grad_norm(results["initial_params"], x, y, np.ones(len(y)), results["cv_l2_reg"]) < 1e-8
+        for g, dp, gn, thr in zip(results["subset_indices"], results["subset_dparam"], results["subset_retrain_grad_norm"], results["subset_retrain_grad_threshold"]):
             w = np.ones(len(y)); w[g[g >= 0]] = 0  # groups are stored padded with -1
-            ours = _softmax_grad_norm(R["initial_params"] + dp, x, y, w, R["cv_l2_reg"])
+            ours = _softmax_grad_norm(results["initial_params"] + dp, x, y, w, results["cv_l2_reg"])
             assert ours <= thr * (1 + 1e-6) and ours == pytest.approx(gn, abs=1e-9)
     again = rg.RegularisationRun(rg.subsets_config("iris", fixed_reg=1.0, **kw), out_dir=tmp_path, progress=False)
     again.run(); assert all(p["status"] == "loaded" for p in again.phase_log)

@@ -445,7 +445,7 @@ class Toy(Experiment):
     @phase(1, deps=["base"])
     def tasks(self):
         LOG.append("tasks")
-        out = self.map_tasks(task_value, range(self.config["n"]), shared={"base": self.R["base"]}, chunk_size=2)
+        out = self.map_tasks(task_value, range(self.config["n"]), shared={"base": self.results["base"]}, chunk_size=2)
         return {"values": collate([{"v": r["v"]} for r in out])["v"], "members": [r["members"] for r in out]}
 
     @phase(2, deps=())
@@ -456,7 +456,7 @@ class Toy(Experiment):
     @phase(4, deps=["tasks", "other"])
     def total(self):
         LOG.append("total")
-        return {"total": float(self.R["values"].sum() + self.R["other"].sum()), "names": ["overwritten"]}
+        return {"total": float(self.results["values"].sum() + self.results["other"].sum()), "names": ["overwritten"]}
 
 
 NONDETERMINISM = [0.0]
@@ -465,12 +465,12 @@ NONDETERMINISM = [0.0]
 def run_toy(tmp_path, config=None, **kw):
     LOG.clear()
     exp = Toy(config or {"seed": 1, "n": 6}, out_dir=tmp_path, progress=False)
-    R = exp.run(**kw)
-    return exp, R, [e for e in LOG if not e.startswith("task-")], sum(e.startswith("task-") for e in LOG)
+    results = exp.run(**kw)
+    return exp, results, [e for e in LOG if not e.startswith("task-")], sum(e.startswith("task-") for e in LOG)
 
 
 def test_first_run_computes_and_writes_the_run_directory(tmp_path):
-    exp, R, ran, ntasks = run_toy(tmp_path)
+    exp, results, ran, ntasks = run_toy(tmp_path)
     assert ran == ["base", "tasks", "other", "total"] and ntasks == 6
     assert exp.run_dir == tmp_path / "toy" / "seed-1_n-6"
     names = sorted(p.name for p in exp.run_dir.iterdir())
@@ -478,9 +478,9 @@ def test_first_run_computes_and_writes_the_run_directory(tmp_path):
                      "phase-4-total.npz", "phases.csv", "results.npz", "summary.csv"]
     assert json.loads((exp.run_dir / "config.json").read_text()) == {"seed": 1, "n": 6}
     stored = load_results(exp.run_dir)
-    assert same(stored, R)
-    assert R["total"] == sum(1.0 + i for i in range(6)) + 3 and R["names"] == ["overwritten"]
-    assert [m.tolist() for m in R["members"]] == [list(range(i % 4)) for i in range(6)]
+    assert same(stored, results)
+    assert results["total"] == sum(1.0 + i for i in range(6)) + 3 and results["names"] == ["overwritten"]
+    assert [m.tolist() for m in results["members"]] == [list(range(i % 4)) for i in range(6)]
     meta = read_results(exp.run_dir / "results.npz")[1]
     assert meta["origin"]["names"] == "total" and meta["origin"]["base"] == "base"
     import pandas as pd
@@ -489,9 +489,9 @@ def test_first_run_computes_and_writes_the_run_directory(tmp_path):
 
 
 def test_rerun_loads_everything_and_gives_identical_results(tmp_path):
-    _, R1, _, _ = run_toy(tmp_path)
-    exp, R2, ran, ntasks = run_toy(tmp_path)
-    assert ran == [] and ntasks == 0 and same(R1, R2)
+    _, results1, _, _ = run_toy(tmp_path)
+    exp, results2, ran, ntasks = run_toy(tmp_path)
+    assert ran == [] and ntasks == 0 and same(results1, results2)
     assert [r["status"] for r in exp.phase_log] == ["loaded"] * 4
 
 
@@ -507,32 +507,32 @@ class SparseToy(Experiment):
     @phase(1, deps=["features"])
     def gradients(self):
         LOG.append("gradients")
-        out = self.map_tasks(gradient_row, range(self.config["n"]), shared={"x": self.R["x"].tocsr()}, chunk_size=4)
+        out = self.map_tasks(gradient_row, range(self.config["n"]), shared={"x": self.results["x"].tocsr()}, chunk_size=4)
         return collate(out)
 
     @phase(2, deps=["gradients"])
     def norms(self):
         LOG.append("norms")
-        return {"norms": np.sqrt(np.asarray(self.R["grad"].multiply(self.R["grad"]).sum(axis=1)).ravel())}
+        return {"norms": np.sqrt(np.asarray(self.results["grad"].multiply(self.results["grad"]).sum(axis=1)).ravel())}
 
 
 def test_sparse_phase_results_are_stored_and_reused(tmp_path):
     LOG.clear()
     exp = SparseToy({"n": 10}, out_dir=tmp_path, progress=False)
-    R1 = exp.run()
+    results1 = exp.run()
     assert LOG == ["features", "gradients", "norms"]
-    assert type(R1["x"]) is sp.csr_matrix and type(R1["grad"]) is sp.csr_matrix and R1["grad"].shape == (10, 300)
+    assert type(results1["x"]) is sp.csr_matrix and type(results1["grad"]) is sp.csr_matrix and results1["grad"].shape == (10, 300)
     assert read_results(exp.phase_path("features"))[1]["format"] == "groupinf-results-2"
     assert read_results(exp.phase_path("norms"))[1]["format"] == "groupinf-results-1"
     LOG.clear()
     exp2 = SparseToy({"n": 10}, out_dir=tmp_path, progress=False)
-    R2 = exp2.run()
-    assert LOG == [] and same(R1, R2) and same(load_results(exp2.run_dir), R1)
+    results2 = exp2.run()
+    assert LOG == [] and same(results1, results2) and same(load_results(exp2.run_dir), results1)
     # a damaged sparse phase is recomputed; it comes out the same, so later phases are reused
     _flip_byte_in_member(exp.phase_path("features"), "x/indices.npy")
     LOG.clear()
-    R3 = SparseToy({"n": 10}, out_dir=tmp_path, progress=False).run()
-    assert LOG == ["features"] and same(R3, R1)
+    results3 = SparseToy({"n": 10}, out_dir=tmp_path, progress=False).run()
+    assert LOG == ["features"] and same(results3, results1)
 
 
 def test_invalidate_recomputes_later_phases_and_their_tasks(tmp_path):
@@ -555,10 +555,10 @@ def test_dependencies_decide_what_a_changed_phase_invalidates(tmp_path):
     exp.phase_path(0).unlink()
     NONDETERMINISM[0] = 0.5
     try:
-        _, R, ran, ntasks = run_toy(tmp_path)
+        _, results, ran, ntasks = run_toy(tmp_path)
     finally:
         NONDETERMINISM[0] = 0.0
-    assert ran == ["base", "tasks", "total"] and ntasks == 6 and R["base"] == 1.5
+    assert ran == ["base", "tasks", "total"] and ntasks == 6 and results["base"] == 1.5
     # phase 0 recomputed with the same result: nothing downstream is recomputed
     exp.phase_path(0).unlink()
     _, _, ran, _ = run_toy(tmp_path)
@@ -580,25 +580,25 @@ def test_configuration_changes_are_detected_but_volatile_keys_ignored(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "other_phase", "garbage"])
 def test_damaged_or_foreign_phase_files_are_recomputed(tmp_path, damage):
-    exp, R1, _, _ = run_toy(tmp_path)
+    exp, results1, _, _ = run_toy(tmp_path)
     p = exp.phase_path(1)
     if damage == "truncate": p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
     elif damage == "other_phase": p.write_bytes(exp.phase_path(2).read_bytes())
     else: p.write_bytes(os.urandom(300))
-    _, R2, ran, ntasks = run_toy(tmp_path)
-    assert ran == ["tasks"] and ntasks == 6 and same(R1, R2)  # same content: phase 4 is reused
+    _, results2, ran, ntasks = run_toy(tmp_path)
+    assert ran == ["tasks"] and ntasks == 6 and same(results1, results2)  # same content: phase 4 is reused
 
 
 def test_leftover_temporary_files_are_removed_and_never_read(tmp_path):
-    exp, R1, _, _ = run_toy(tmp_path)
+    exp, results1, _, _ = run_toy(tmp_path)
     exp.phase_path(4).unlink()
     junk = [exp.run_dir / ".phase-4-total.npz.tmp-99999-0123abcd", exp.run_dir / ".results.npz.tmp-1-deadbeef",
             exp.run_dir / "tasks" / "phase-1-tasks" / ".chunk-x.npz.tmp-5-00000000"]
     for j in junk:
         j.parent.mkdir(parents=True, exist_ok=True)
         j.write_bytes(b"half a file")
-    _, R2, ran, _ = run_toy(tmp_path)
-    assert ran == ["total"] and same(R1, R2)
+    _, results2, ran, _ = run_toy(tmp_path)
+    assert ran == ["total"] and same(results1, results2)
     assert not any(j.exists() for j in junk)
     assert not any(store.is_temp_file(p) for p in exp.run_dir.rglob("*"))
 
@@ -616,7 +616,7 @@ def test_phase_errors_are_clear(tmp_path):
         @phase(0)
         def a(self): return {"a": 1}
         @phase(1, deps=())
-        def b(self): return {"b": self.R["a"]}
+        def b(self): return {"b": self.results["a"]}
     with pytest.raises(KeyError, match="comes from phase 'a', which phase 'b' does not declare"):
         Undeclared({}, out_dir=tmp_path).run()
 
@@ -669,9 +669,9 @@ def test_a_held_run_directory_refuses_or_waits(tmp_path):
     t.start()
     held.wait(30)
     threading.Timer(0.5, release.set).start()
-    R = exp.run(lock_timeout=60)
+    results = exp.run(lock_timeout=60)
     t.join()
-    assert R["total"] == sum(1.0 + i for i in range(4)) + 3
+    assert results["total"] == sum(1.0 + i for i in range(4)) + 3
 
 
 def test_figures_are_written_atomically_into_plots(tmp_path):
@@ -683,7 +683,7 @@ def test_figures_are_written_atomically_into_plots(tmp_path):
         experiment_id = "figured"
         def make_figures(self):
             fig, ax = plt.subplots()
-            ax.plot(self.R["values"])
+            ax.plot(self.results["values"])
             self.save_figure(fig, "values.png")
             plt.close(fig)
         def summarize(self):
@@ -697,10 +697,10 @@ def test_figures_are_written_atomically_into_plots(tmp_path):
 
 
 def test_experiment_on_a_process_pool_matches_in_process(tmp_path):
-    _, R_local, _, _ = run_toy(tmp_path / "local")
+    _, local_results, _, _ = run_toy(tmp_path / "local")
     with ProcessExecutor(2) as pool:
-        R_pool = Toy({"seed": 1, "n": 6}, out_dir=tmp_path / "pool", executor=pool, progress=False).run()
-    assert same(R_local, R_pool)
+        pool_results = Toy({"seed": 1, "n": 6}, out_dir=tmp_path / "pool", executor=pool, progress=False).run()
+    assert same(local_results, pool_results)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -29,13 +29,13 @@ class Retrain(Experiment):
 
     @phase(1, deps=["setup"])
     def retrain(self):
-        out = self.map_tasks(slow_item, range(self.config["n"]), shared={"scale": self.R["scale"]}, chunk_size=1)
+        out = self.map_tasks(slow_item, range(self.config["n"]), shared={"scale": self.results["scale"]}, chunk_size=1)
         return {"values": collate([{"v": r["value"]} for r in out])["v"], "members": [r["members"] for r in out],
                 "worker_pids": np.array([r["pid"] for r in out])}
 
     @phase(2)
     def total(self):
-        return {"total": float(self.R["values"].sum())}
+        return {"total": float(self.results["values"].sum())}
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +50,10 @@ def reference(tmp_path_factory):
 
 
 def test_results_on_dask_equal_in_process(dask_local, reference, tmp_path):
-    R = Retrain({"n": 20}, out_dir=tmp_path, executor=dask_local, progress=False).run()
-    assert np.array_equal(R["values"], reference["values"]) and R["total"] == reference["total"]
-    assert [m.tolist() for m in R["members"]] == [m.tolist() for m in reference["members"]]
-    assert os.getpid() not in set(R["worker_pids"]) and len(set(R["worker_pids"])) == 2
+    results = Retrain({"n": 20}, out_dir=tmp_path, executor=dask_local, progress=False).run()
+    assert np.array_equal(results["values"], reference["values"]) and results["total"] == reference["total"]
+    assert [m.tolist() for m in results["members"]] == [m.tolist() for m in reference["members"]]
+    assert os.getpid() not in set(results["worker_pids"]) and len(set(results["worker_pids"])) == 2
 
 
 def test_a_worker_killed_mid_phase_loses_nothing(dask_local, reference, tmp_path):
@@ -75,13 +75,13 @@ def test_a_worker_killed_mid_phase_loses_nothing(dask_local, reference, tmp_path
     watcher = threading.Thread(target=kill_when_some_tasks_are_done)
     watcher.start()
     try:
-        R = exp.run()
+        results = exp.run()
     finally:
         watcher_stop.set()
         watcher.join()
     assert 4 <= seen.get("done_at_kill", 99) < 20, seen       # killed in the middle of the phase
-    assert np.array_equal(R["values"], reference["values"]) and R["total"] == reference["total"]
-    assert [m.tolist() for m in R["members"]] == [m.tolist() for m in reference["members"]]
+    assert np.array_equal(results["values"], reference["values"]) and results["total"] == reference["total"]
+    assert [m.tolist() for m in results["members"]] == [m.tolist() for m in reference["members"]]
     t0 = time.monotonic()                                     # the nanny restarts the worker
     while len(dask_local.client.scheduler_info()["workers"]) < 2 and time.monotonic() - t0 < 60: time.sleep(0.2)
     assert victim not in dask_local.client.run(os.getpid).values()

@@ -66,25 +66,25 @@ TOY = textwrap.dedent('''
         @phase(1, deps=["generate"])
         def tasks(self):
             out = self.map_tasks(item_task, range(self.config["n"]), chunk_size=2,
-                                 shared={"scale": 2.0, "offset": float(self.R["x"].sum())})
+                                 shared={"scale": 2.0, "offset": float(self.results["x"].sum())})
             c = collate([{"value": r["value"], "vec": r["vec"]} for r in out])
             return {"task_values": c["value"], "task_vecs": c["vec"], "task_members": [r["members"] for r in out],
                     "task_tags": [r["tag"] for r in out]}
 
         @phase(2, deps=["tasks"])
         def batched(self):
-            return {"powers": np.array(self.map_tasks(batch_task, list(self.R["task_values"]), batched=True,
+            return {"powers": np.array(self.map_tasks(batch_task, list(self.results["task_values"]), batched=True,
                                                       chunk_size=3, shared={"power": 1.5}))}
 
         @phase(3)
         def summary(self):
             checkpoint("phase: summary")
-            return {"total": float(self.R["task_values"].sum() + self.R["powers"].sum()),
-                    "num_groups": len(self.R["task_members"]), "names": self.R["names"][:3]}
+            return {"total": float(self.results["task_values"].sum() + self.results["powers"].sum()),
+                    "num_groups": len(self.results["task_members"]), "names": self.results["names"][:3]}
 
         def summarize(self):
             import pandas as pd
-            return pd.DataFrame({"value": self.R["task_values"], "power": self.R["powers"]})
+            return pd.DataFrame({"value": self.results["task_values"], "power": self.results["powers"]})
 
     if __name__ == "__main__":
         p = runner.add_executor_arguments(argparse.ArgumentParser())

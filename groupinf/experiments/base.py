@@ -365,7 +365,7 @@ class GroupExperiment(Experiment):
     @property
     def binary(self) -> bool: return self.num_classes == 2
     @property
-    def groups(self) -> list: return unpad_groups(self.R["subset_indices"])
+    def groups(self) -> list: return unpad_groups(self.results["subset_indices"])
 
     def new_model(self, l2_reg: float) -> LogisticRegression:
         "An unfitted model of this run's shape at λ = `l2_reg`."
@@ -374,7 +374,7 @@ class GroupExperiment(Experiment):
 
     def spec(self) -> EngineSpec:
         "What a task needs to rebuild the engine at the fitted parameters."
-        return EngineSpec.of(self.data_spec, self.R["initial_params"], self.R["cv_l2_reg"], self.num_classes,
+        return EngineSpec.of(self.data_spec, self.results["initial_params"], self.results["cv_l2_reg"], self.num_classes,
                              self.config["inverse_hvp_method"], self.config["max_memory"])
 
     def model(self, params=None) -> LogisticRegression:
@@ -420,7 +420,7 @@ def effect_targets(self: GroupExperiment) -> list:
     from groupinf.influence import Target
     out = []
     for split, key in self.fixed_splits.items():
-        (x, y), f = self.data.split(split), np.asarray(self.R[key])
+        (x, y), f = self.data.split(split), np.asarray(self.results[key])
         stems = [f"{key}[{j}]" for j in range(len(f))]
         out.append((Target.losses(x[f], y[f]), stems, "subset_", False))
         if self.binary: out.append((Target.margins(x[f], y[f]), stems, "subset_", True))
@@ -435,7 +435,7 @@ def spectrum_wanted(self: GroupExperiment) -> bool: "Whether phase 9 stores the 
 def resolved_settings(self: GroupExperiment) -> dict:
     "What the run chose from the data: the fixed points' rules and reasons, the fit's solver, the Hessian strategy."
     keys = [f"{k}_{s}" for k in self.fixed_splits.values() for s in ("rule", "reason")]
-    return {k: str(self.R[k]) for k in keys + ["initial_fit_solver", "hessian_strategy", "hessian_strategy_reason"] if k in self.R}
+    return {k: str(self.results[k]) for k in keys + ["initial_fit_solver", "hessian_strategy", "hessian_strategy_reason"] if k in self.results}
 
 # %% ../../nbs/09b_group_experiment.ipynb #52b1e84c
 @patch
@@ -478,7 +478,7 @@ def cross_validation(self: GroupExperiment):
 def initial_training(self: GroupExperiment):
     "Fit θ̂ at the chosen λ with the training weights; losses and accuracy (and margins, binary) of every split."
     d = self.data
-    m = self.new_model(self.R["cv_l2_reg"]).fit(d.x, d.labels, sample_weight=d.weights)
+    m = self.new_model(self.results["cv_l2_reg"]).fit(d.x, d.labels, sample_weight=d.weights)
     out = dict(initial_params=m.params, initial_grad_norm=m.grad_norm_)
     for s in self.splits:
         x, y = d.split(s)
@@ -493,7 +493,7 @@ def pick_test_points(self: GroupExperiment):
     out = {}
     for s, key in self.fixed_splits.items():
         choice = rule, _, why = self.fixed_choices[s]
-        out[key] = fixed_test_points(choice, self.R[f"initial_{s}_losses"], seed=self.config.get("subset_seed", 0))
+        out[key] = fixed_test_points(choice, self.results[f"initial_{s}_losses"], seed=self.config.get("subset_seed", 0))
         out[f"{key}_rule"], out[f"{key}_reason"] = rule, why
     return out
 
@@ -517,7 +517,7 @@ def first_order(self: GroupExperiment):
 @phase(8, "compute_actl_infl")
 def actual(self: GroupExperiment):
     "The actual effects of the retrained models on every target."
-    return self.effects("actl", self.R["subset_dparam"], linear=False)
+    return self.effects("actl", self.results["subset_dparam"], linear=False)
 
 @patch
 @phase(9, "newton")
@@ -547,29 +547,29 @@ def diagonal(ax, actual, estimate, limits: bool = True, **style):
     if limits: ax.set_xlim(lo - pad, hi + pad); ax.set_ylim(lo - pad, hi + pad)
 
 # %% ../../nbs/09b_group_experiment.ipynb #c0e1a7b2
-def _target_pairs(R, estimator="pred"):
+def _target_pairs(results, estimator="pred"):
     "(target label, split, actual, estimate) for every target with both results; fixed points one by one."
     out = []
-    for k in sorted(R):
+    for k in sorted(results):
         for suffix in ("_actl_infl", "_actl_margin_infl"):
             est = k[:-len(suffix)] + suffix.replace("actl", estimator)
-            if not k.endswith(suffix) or est not in R: continue
+            if not k.endswith(suffix) or est not in results: continue
             stem = k[:-len(suffix)]
             label, split = stem + (" margin" if "margin" in suffix else ""), stem.rsplit("_", 1)[-1]
-            a, b = np.asarray(R[k], np.float64), np.asarray(R[est], np.float64)
+            a, b = np.asarray(results[k], np.float64), np.asarray(results[est], np.float64)
             if a.ndim == 1: out.append((label, split, a, b)); continue
-            pts = R.get(f"fixed_{split}")
+            pts = results.get(f"fixed_{split}")
             if pts is None: out.append((f"{label} (all points pooled)", split, a.ravel(), b.ravel()))
             else: out += [(f"{label}[{int(p)}]", split, a[:, j], b[:, j]) for j, p in enumerate(pts)]
     return out
 
-def correlation_table(R: dict, # results of a credit-assignment or data-valuation run
+def correlation_table(results: dict, # results of a credit-assignment or data-valuation run
                       estimators=("pred", "newton"), # estimators to compare with the actual effect
                      ):
     "Spearman and Pearson correlation of actual effects with each estimator, per target (a DataFrame)."
     rows = []
     for est in estimators:
-        for label, split, a, b in _target_pairs(R, est):
+        for label, split, a, b in _target_pairs(results, est):
             rho, r = rank_correlations(a, b)
             rows.append(dict(target=label, split=split, estimator=est, spearman=rho, pearson=r, actual_min=a.min(), actual_max=a.max(),
                              estimate_min=b.min(), estimate_max=b.max()))

@@ -17,8 +17,8 @@ from .base import (DataSpec, EngineSpec, GroupData, engine_of, retrain_results, 
 __all__ = ['LSTSQ_TEST_POINTS', 'AVG_KS', 'AVG_CS', 'FACTOR_POINTS', 'RANDOM_POINTS', 'exhaustive_subsets', 'dparam_cosines',
            'adversarial_test_points', 'counterexamples_config', 'counterexample_data', 'Counterexamples',
            'test_set_effects', 'constructed_test_point', 'stored_effects', 'counterexample_correlations',
-           'counterexample_panel', 'figure4_data', 'figure4', 'cosine_figure', 'add_counterexamples_parser',
-           'run_counterexamples']
+           'counterexample_panel', 'figure4_data', 'figure4', 'cosine_figure', 'figure4_rankings',
+           'add_counterexamples_parser', 'run_counterexamples']
 
 # %% ../../nbs/12_counterexamples.ipynb #71c52553
 def exhaustive_subsets(dataset_id: str, # one of the counterexample datasets
@@ -134,14 +134,14 @@ class Counterexamples(Experiment):
     def data(self):
         "(x_train, y_train, x_test, y_test) of the run's dataset, from phase 0."
         d = self.config["dataset_id"]
-        return (np.asarray(self.R[f"{d}_train_X"], np.float64), np.asarray(self.R[f"{d}_train_Y"]).astype(np.int64),
-                np.asarray(self.R[f"{d}_test_X"], np.float64), np.asarray(self.R[f"{d}_test_Y"]).astype(np.int64))
+        return (np.asarray(self.results[f"{d}_train_X"], np.float64), np.asarray(self.results[f"{d}_train_Y"]).astype(np.int64),
+                np.asarray(self.results[f"{d}_test_X"], np.float64), np.asarray(self.results[f"{d}_test_Y"]).astype(np.int64))
 
     def spec(self, params=None, l2_reg=None) -> EngineSpec:
         "What a task needs to rebuild the influence engine (at the fitted parameters, or at `params`)."
         c = self.config
         return EngineSpec.of(DataSpec.of(counterexample_data, dataset_id=c["dataset_id"], seed=c["seed"]),
-                             self.R["initial_params"] if params is None else params, self.R["l2_reg"] if l2_reg is None else l2_reg,
+                             self.results["initial_params"] if params is None else params, self.results["l2_reg"] if l2_reg is None else l2_reg,
                              2, "primal", c["max_memory"])
 
     @property
@@ -150,14 +150,16 @@ class Counterexamples(Experiment):
         return engine_of(self.spec())
 
     @property
-    def groups(self): return [np.asarray(g, np.int64) for g in self.R["subset_indices"]]
+    def groups(self): return [np.asarray(g, np.int64) for g in self.results["subset_indices"]]
 
     @phase(0, "generate_datasets")
     def generate_datasets(self):
+        "Every synthetic dataset of the seed (the original stores them all)."
         return counterexample_datasets(self.config["seed"])
 
     @phase(1, "training")
     def training(self):
+        "Fit θ̂ without intercept at λ = 1e-3·N; losses, margins, per-example gradients and the Hessian at θ̂."
         from groupinf.objective import margin_gradients, per_example_gradients
         x, y, xt, yt = self.data
         l2_reg = 1e-3 * len(y)
@@ -173,12 +175,14 @@ class Counterexamples(Experiment):
 
     @phase(2, "pick_subsets")
     def pick_subsets(self):
+        "The dataset's exhaustive list of groups."
         c, x = self.config, self.data[0]
-        n_unique = self.R["repeats_N_unique"] if c["dataset_id"] == "repeats" else None
-        return dict(subset_indices=exhaustive_subsets(c["dataset_id"], len(x), self.R["ortho2_ids"], n_unique))
+        n_unique = self.results["repeats_N_unique"] if c["dataset_id"] == "repeats" else None
+        return dict(subset_indices=exhaustive_subsets(c["dataset_id"], len(x), self.results["ortho2_ids"], n_unique))
 
     @phase(3, "retrain_and_newton")
     def retrain_and_newton(self):
+        "First-order and Newton parameter changes of every group, and retraining without it (unless turned off)."
         D1 = self.engine.first_order_params(self.groups)
         out = dict(subset_pred_dparam=D1, subset_newton_pred_dparam=self.engine.newton_params(self.groups))
         if self.config["retrain"]:
@@ -188,7 +192,8 @@ class Counterexamples(Experiment):
 
     @phase(4, "find_adversarial_test")
     def find_adversarial_test(self):
-        D1, DN, seed = self.R["subset_pred_dparam"], self.R["subset_newton_pred_dparam"], self.config["seed"]
+        "The cosines of first-order and Newton changes, and the adversarial test points under both cosine rankings."
+        D1, DN, seed = self.results["subset_pred_dparam"], self.results["subset_newton_pred_dparam"], self.config["seed"]
         out = dict(subset_cos_dparam=dparam_cosines(D1, DN), subset_true_cos_dparam=dparam_cosines(D1, DN, 0.0))
         out.update(adversarial_test_points(D1, DN, seed, 1e-4, "cex_"))
         true = adversarial_test_points(D1, DN, seed, 0.0, "cex_true_cos_")
@@ -201,37 +206,38 @@ class Counterexamples(Experiment):
 
     @phase(5, "compute_test_infl")
     def compute_test_infl(self):
+        "Every estimator's effect of the stored groups on every constructed test point."
         rows = self.test_infl_rows()
         out = dict(cex_subset_rows=rows)
         for prefix, margins_only in (("cex_", False), ("cex_true_cos_", True)):
-            out.update(test_set_effects(self.engine, self.R, rows, prefix, margins_only))
+            out.update(test_set_effects(self.engine, self.results, rows, prefix, margins_only))
         return out
 
 # %% ../../nbs/12_counterexamples.ipynb #d1f8da66
-def _constructed_rows(R):
+def _constructed_rows(results):
     "The groups the test-point construction used, under either ranking (sorted)."
-    keys = [k for k in R if (k.endswith("_subsets") and ("lstsq" in k or "factor" in k)) or "avg_K-" in k]
-    return np.unique(np.concatenate([np.asarray(R[k], np.int64) for k in keys]))
+    keys = [k for k in results if (k.endswith("_subsets") and ("lstsq" in k or "factor" in k)) or "avg_K-" in k]
+    return np.unique(np.concatenate([np.asarray(results[k], np.int64) for k in keys]))
 
 @patch
 def test_infl_rows(self: Counterexamples):
     "Which groups' rows phase 5 stores."
-    G, mode = len(self.R["subset_indices"]), self.config["test_infl_subsets"]
+    G, mode = len(self.results["subset_indices"]), self.config["test_infl_subsets"]
     if mode == "all" or (mode == "auto" and G <= 1000): return np.arange(G)
-    return _constructed_rows(self.R)
+    return _constructed_rows(self.results)
 
 def test_set_effects(engine, # the `GroupInfluence` at θ̂
-                    R, # the run's results through phase 4
+                    results, # the run's results through phase 4
                     rows, # groups to compute (indices)
                     prefix: str = "cex_", # test set: 'cex_' (original ranking) or 'cex_true_cos_'
                     margins_only: bool = False, # only the margin effects
                    ) -> dict:
     "Effects of each group's parameter changes on each constructed test point (the original's phase 5 keys)."
     from groupinf.influence import Target
-    X, Y = np.asarray(R[f"{prefix}X"], np.float64), np.asarray(R[f"{prefix}Y"]).astype(np.int64)
+    X, Y = np.asarray(results[f"{prefix}X"], np.float64), np.asarray(results[f"{prefix}Y"]).astype(np.int64)
     targets = {"margin_": Target.margins(X, Y)}
     if not margins_only: targets[""] = Target.losses(X, Y)
-    D = {k: np.asarray(R[f"subset_{k}"])[rows] for k in ("pred_dparam", "newton_pred_dparam", "dparam") if f"subset_{k}" in R}
+    D = {k: np.asarray(results[f"subset_{k}"])[rows] for k in ("pred_dparam", "newton_pred_dparam", "dparam") if f"subset_{k}" in results}
     out = {}
     for kind, t in targets.items():
         out[f"{prefix}subset_test_pred_{kind}infl"] = engine.linear_effects(D["pred_dparam"], t)
@@ -243,40 +249,40 @@ def test_set_effects(engine, # the `GroupInfluence` at θ̂
     return out
 
 # %% ../../nbs/12_counterexamples.ipynb #2970dd59
-def constructed_test_point(R, tag: str, occurrence: int = 0, prefix: str = "cex_") -> int:
+def constructed_test_point(results, tag: str, occurrence: int = 0, prefix: str = "cex_") -> int:
     "Index of the `occurrence`-th constructed test point with this tag."
-    hits = np.flatnonzero(np.asarray(R[f"{prefix}tags"]) == tag)
+    hits = np.flatnonzero(np.asarray(results[f"{prefix}tags"]) == tag)
     if occurrence >= len(hits): raise ValueError(f"no test point #{occurrence} tagged {tag!r} ({len(hits)} found)")
     return int(hits[occurrence])
 
-def stored_effects(R, key: str, subsets, test_index: int) -> np.ndarray:
-    "Stored effects `R[key]` of the given groups on one test point."
-    rows = np.asarray(R["cex_subset_rows"]); pos = np.searchsorted(rows, subsets)
+def stored_effects(results, key: str, subsets, test_index: int) -> np.ndarray:
+    "Stored effects `results[key]` of the given groups on one test point."
+    rows = np.asarray(results["cex_subset_rows"]); pos = np.searchsorted(rows, subsets)
     if np.any(pos >= len(rows)) or np.any(rows[np.minimum(pos, len(rows) - 1)] != subsets):
         raise ValueError(f"{key}: some of the requested groups are not among the stored rows")
-    return np.asarray(R[key])[pos, test_index]
+    return np.asarray(results[key])[pos, test_index]
 
 def _rho(x, y): return rank_correlations(x, y)[0]   # Spearman ρ only
 
-def counterexample_correlations(R, # a run's results through phase 5
+def counterexample_correlations(results, # a run's results through phase 5
                                ): # DataFrame: one row per (ranking, test family, K), and one for `cex_one`
     "Spearman ρ between first-order, Newton and actual margin effects over the constructed groups, per test family."
     import pandas as pd, warnings
     warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # K = 1: one group has no rank correlation
     rows = []
-    actual = "cex_subset_test_actl_margin_infl" in R
+    actual = "cex_subset_test_actl_margin_infl" in results
     for ranking, prefix in (("original", "cex_"), ("true", "cex_true_cos_")):
-        tags = np.asarray(R[f"{prefix}tags"])
-        for key in sorted((k for k in R if k.startswith(f"{prefix}lstsq_uv_K-")), key=lambda k: int(k.split("_K-")[1].split("_")[0])):
-            K = int(key.split("_K-")[1].split("_")[0]); subsets = np.asarray(R[key])
+        tags = np.asarray(results[f"{prefix}tags"])
+        for key in sorted((k for k in results if k.startswith(f"{prefix}lstsq_uv_K-")), key=lambda k: int(k.split("_K-")[1].split("_")[0])):
+            K = int(key.split("_K-")[1].split("_")[0]); subsets = np.asarray(results[key])
             for fam in (f"lstsq_uv_K-{K}", f"lstsq_uv_K-{K}_gauss"):
                 rho = {e: [] for e in ("pred_newton", "pred_actual", "newton_actual")}
                 for t in np.flatnonzero(tags == fam):
-                    p = stored_effects(R, f"{prefix}subset_test_pred_margin_infl", subsets, t)
-                    nt = stored_effects(R, f"{prefix}subset_test_newton_pred_margin_infl", subsets, t)
+                    p = stored_effects(results, f"{prefix}subset_test_pred_margin_infl", subsets, t)
+                    nt = stored_effects(results, f"{prefix}subset_test_newton_pred_margin_infl", subsets, t)
                     rho["pred_newton"].append(_rho(p, nt))
                     if actual:
-                        a = stored_effects(R, f"{prefix}subset_test_actl_margin_infl", subsets, t)
+                        a = stored_effects(results, f"{prefix}subset_test_actl_margin_infl", subsets, t)
                         rho["pred_actual"].append(_rho(p, a)); rho["newton_actual"].append(_rho(nt, a))
                 r = dict(ranking=ranking, test_points=fam, K=K, groups=len(subsets), n_test=int((tags == fam).sum()),
                          rho_pred_newton_median=np.nanmedian(rho["pred_newton"]),
@@ -285,11 +291,11 @@ def counterexample_correlations(R, # a run's results through phase 5
                          frac_pred_newton_negative=float(np.mean(np.array(rho["pred_newton"]) < 0)))
                 if actual: r.update(rho_pred_actual_median=np.nanmedian(rho["pred_actual"]), rho_newton_actual_median=np.nanmedian(rho["newton_actual"]))
                 rows.append(r)
-    t = constructed_test_point(R, "cex_one"); subsets = np.asarray(R["cex_subset_rows"])
-    p, nt = (stored_effects(R, f"cex_subset_test_{k}_margin_infl", subsets, t) for k in ("pred", "newton_pred"))
+    t = constructed_test_point(results, "cex_one"); subsets = np.asarray(results["cex_subset_rows"])
+    p, nt = (stored_effects(results, f"cex_subset_test_{k}_margin_infl", subsets, t) for k in ("pred", "newton_pred"))
     r = dict(ranking="-", test_points="cex_one", K=len(subsets), groups=len(subsets), n_test=1, rho_pred_newton_median=_rho(p, nt))
     if actual:
-        a = stored_effects(R, "cex_subset_test_actl_margin_infl", subsets, t)
+        a = stored_effects(results, "cex_subset_test_actl_margin_infl", subsets, t)
         r.update(rho_pred_actual_median=_rho(p, a), rho_newton_actual_median=_rho(nt, a))
     rows.append(r)
     return pd.DataFrame(rows)
@@ -307,35 +313,39 @@ def counterexample_panel(ax, newton, first_order, title=None, color=None, size=1
     if title: ax.set_title(title, fontsize=12)
     return rho
 
-def figure4_data(R, ranking: str = "original") -> tuple:
+def figure4_data(results, ranking: str = "original") -> tuple:
     "(Newton, first-order) margin effects of the groups in a run's Figure 4 panel (gauss4 or ortho2 rule)."
     prefix = {"original": "cex_", "true": "cex_true_cos_"}[ranking]
-    if f"{prefix}lstsq_uv_K-120_subsets" in R:
-        subsets, t = np.asarray(R[f"{prefix}lstsq_uv_K-120_subsets"]), constructed_test_point(R, "lstsq_uv_K-120_gauss", 2, prefix)
+    if f"{prefix}lstsq_uv_K-120_subsets" in results:
+        subsets, t = np.asarray(results[f"{prefix}lstsq_uv_K-120_subsets"]), constructed_test_point(results, "lstsq_uv_K-120_gauss", 2, prefix)
     else:
-        subsets, t, prefix = np.asarray(R["cex_subset_rows"]), constructed_test_point(R, "cex_one"), "cex_"
-    return (stored_effects(R, f"{prefix}subset_test_newton_pred_margin_infl", subsets, t),
-            stored_effects(R, f"{prefix}subset_test_pred_margin_infl", subsets, t))
+        subsets, t, prefix = np.asarray(results["cex_subset_rows"]), constructed_test_point(results, "cex_one"), "cex_"
+    return (stored_effects(results, f"{prefix}subset_test_newton_pred_margin_infl", subsets, t),
+            stored_effects(results, f"{prefix}subset_test_pred_margin_infl", subsets, t))
 
-def figure4(R_gauss4, R_ortho2, ranking: str = "original", title: str | None = None):
+def figure4(gauss4, # results of the gauss4 run
+            ortho2, # results of the ortho2 run
+            ranking: str = "original", # how the constructed test points ranked the groups: 'original' or 'true' cosine
+            title: str | None = None, # a title above both panels
+           ):
     "Figure 4 of the paper: gauss4's constructed test point (left) and ortho2's (1, 1) (right); returns (fig, [ρ, ρ])."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 6), layout="constrained")   # room for the suptitle above the panel titles
-    rhos = [counterexample_panel(ax, *figure4_data(R, ranking), title=t)
-            for ax, R, t in zip(axes, (R_gauss4, R_ortho2), ("Gaussian mixture with N = D (gauss4)", "orthogonal points (ortho2)"))]
+    rhos = [counterexample_panel(ax, *figure4_data(results, ranking), title=t)
+            for ax, results, t in zip(axes, (gauss4, ortho2), ("Gaussian mixture with N = D (gauss4)", "orthogonal points (ortho2)"))]
     axes[0].set_ylabel("Influence on test prediction", fontsize=13)
     fig.supxlabel("Newton approximation", fontsize=13)
     if title: fig.suptitle(title, fontsize=13)
     return fig, rhos
 
 # %% ../../nbs/12_counterexamples.ipynb #5552f250
-def cosine_figure(R):
+def cosine_figure(results):
     "Original (‖a‖‖b‖ + 1e-4) against true cosine of first-order and Newton changes, coloured by ‖a‖‖b‖."
     import matplotlib.pyplot as plt
-    a, b = np.asarray(R["subset_pred_dparam"]), np.asarray(R["subset_newton_pred_dparam"])
+    a, b = np.asarray(results["subset_pred_dparam"]), np.asarray(results["subset_newton_pred_dparam"])
     nn = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    sc = ax.scatter(R["subset_true_cos_dparam"], R["subset_cos_dparam"], c=np.log10(nn), s=6, cmap="viridis")
+    sc = ax.scatter(results["subset_true_cos_dparam"], results["subset_cos_dparam"], c=np.log10(nn), s=6, cmap="viridis")
     fig.colorbar(sc, ax=ax, label="log10 ‖a‖‖b‖")
     ax.set_xlabel("true cosine"); ax.set_ylabel("original: a·b / (‖a‖‖b‖ + 1e-4)")
     fig.tight_layout()
@@ -344,18 +354,24 @@ def cosine_figure(R):
 @patch
 def summarize(self: Counterexamples):
     "Spearman ρ between first-order, Newton and actual margin effects, per test family."
-    return counterexample_correlations(self.R)
+    return counterexample_correlations(self.results)
 
-@patch
-def make_figures(self: Counterexamples):
-    "This run's Figure 4 panels under both cosine rankings, and the cosines."
+def figure4_rankings(results, # a run's results
+                     dataset_id: str, # its dataset, for the titles
+                    ):
+    "A run's Figure 4 panel under both cosine rankings, side by side."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
     for ax, ranking in zip(axes, ("original", "true")):
-        counterexample_panel(ax, *figure4_data(self.R, ranking), title=f"{self.config['dataset_id']}, {ranking} cosine ranking")
+        counterexample_panel(ax, *figure4_data(results, ranking), title=f"{dataset_id}, {ranking} cosine ranking")
         ax.set_xlabel("Newton approximation"); ax.set_ylabel("Influence on test prediction")
-    fig.tight_layout(); self.save_figure(fig, "figure4-panel.png"); plt.close(fig)
-    fig = cosine_figure(self.R); self.save_figure(fig, "cosines.png"); plt.close(fig)
+    fig.tight_layout()
+    return fig
+
+@patch
+def figures(self: Counterexamples) -> dict:
+    "This run's Figure 4 panels under both cosine rankings, and the cosines."
+    return {"figure4-panel.png": lambda results: figure4_rankings(results, self.config["dataset_id"]), "cosines.png": cosine_figure}
 
 # %% ../../nbs/12_counterexamples.ipynb #e8c5dcff
 def add_counterexamples_parser(subparsers):
@@ -371,8 +387,8 @@ def add_counterexamples_parser(subparsers):
 
 def run_counterexamples(args):
     "Run the counterexamples experiment for each dataset of `args`; print the correlations and where the results are."
-    import matplotlib.pyplot as plt
     from groupinf.runner import executor_from_args, run_options_from_args, out_dir_from_args, configure_logging
+    from groupinf.store import write_figure
     configure_logging("INFO")
     out, runs = out_dir_from_args(args), {}
     with executor_from_args(args) as ex:
@@ -388,5 +404,5 @@ def run_counterexamples(args):
     if "gauss4" in runs and "ortho2" in runs:
         fig, rhos = figure4(runs["gauss4"], runs["ortho2"])
         path = out / Counterexamples.experiment_id / "paper-fig4.pdf"
-        fig.savefig(path, bbox_inches="tight"); fig.savefig(path.with_suffix(".png"), dpi=150, bbox_inches="tight"); plt.close(fig)
+        write_figure(fig, path, path.with_suffix(".png"), dpi=150)
         print(f"Figure 4 (Spearman ρ gauss4 {rhos[0]:.3f}, ortho2 {rhos[1]:.3f}): {path}")

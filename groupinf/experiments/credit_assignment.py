@@ -222,15 +222,15 @@ def first_order_on_targets(self: CreditAssignment):
 @patch
 def effect_targets(self: CreditAssignment) -> list:
     "Every loss sum of the training, test and mismatched splits, under the original's keys."
-    return [(*split_targets(self.data, s, self.R.get(f"fixed_{s}", ())), "", False)
+    return [(*split_targets(self.data, s, self.results.get(f"fixed_{s}", ())), "", False)
             for s in ("train", "test", "nonfires")]
 
 @patch
 def newton_wanted(self: CreditAssignment) -> bool: "When asked for (`newton`)."; return self.config["newton"]
 
 # %% ../../nbs/13_credit_assignment.ipynb #25b85039
-def _genre_list(R, split):
-    names = [str(g) for g in R[f"{split}_genres"]]
+def _genre_list(results, split):
+    names = [str(g) for g in results[f"{split}_genres"]]
     order = MATCHED_GENRES if split == "test" else MISMATCHED_GENRES
     return [g for g in order if g in names] + [g for g in names if g not in order]
 
@@ -240,25 +240,25 @@ def _scatter(ax, a, b, title, xlabel="actual effect", ylabel="first-order influe
     ax.set_title(f"{title}\nSpearman ρ = {rank_correlations(a, b)[0]:.3f}", fontsize=10)
     ax.set_xlabel(xlabel); ax.set_ylabel(ylabel)
 
-def genre_accuracy_figure(R: dict, # results of a credit-assignment run
+def genre_accuracy_figure(results: dict, # results of a credit-assignment run
                           split: str = "test", # 'test' (matched genres) or 'nonfires' (mismatched genres)
                           estimator: str = "pred"): # the estimate on the y axis
     "Actual against estimated effect of removing each worker on each genre's total loss (one panel per genre)."
     import matplotlib.pyplot as plt
-    genres = _genre_list(R, split)
+    genres = _genre_list(results, split)
     fig, axes = plt.subplots(1, len(genres), figsize=(3.3 * len(genres), 3.5), squeeze=False)
     for ax, g in zip(axes[0], genres):
-        _scatter(ax, R[f"{g}_{split}_actl_infl"], R[f"{g}_{split}_{estimator}_infl"], g,
+        _scatter(ax, results[f"{g}_{split}_actl_infl"], results[f"{g}_{split}_{estimator}_infl"], g,
                  ylabel="first-order influence" if estimator == "pred" else estimator)
     fig.suptitle(f"Removing one worker: loss on each {'matched' if split == 'test' else 'mismatched'} genre", fontsize=11)
     fig.tight_layout()
     return fig
 
-def size_figure(R: dict): # results of a credit-assignment run
+def size_figure(results: dict): # results of a credit-assignment run
     "Number of examples each worker wrote against their first-order influence on the whole matched test loss."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(4.5, 3.6))
-    ax.scatter(R["subset_sizes"], R["all_test_pred_infl"], s=14, alpha=0.75, linewidths=0)
+    ax.scatter(results["subset_sizes"], results["all_test_pred_infl"], s=14, alpha=0.75, linewidths=0)
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xlabel("examples contributed"); ax.set_ylabel("influence on test loss")
     ax.set_title("Size and influence of each worker", fontsize=10)
@@ -270,21 +270,21 @@ GENRE_EFFECT_ORDER = ("fiction", "facetoface", "nineeleven", "slate", "telephone
                       "letters", "oup")
 GENRE_EFFECT_SORT = ("verbatim", "government", "travel", "letters", "oup")
 
-def genre_effect_matrix(R: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
+def genre_effect_matrix(results: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
     "(genres, workers × genres matrix of first-order influence on each genre's loss, worker order) of the heat map."
-    genres = [(g, s) for s in ("test", "nonfires") for g in _genre_list(R, s)]
+    genres = [(g, s) for s in ("test", "nonfires") for g in _genre_list(results, s)]
     names = [g for g, _ in genres]
     rank = {g: i for i, g in enumerate(GENRE_EFFECT_ORDER)}
     genres.sort(key=lambda p: rank.get(p[0], len(rank) + names.index(p[0])))
-    M = np.stack([R[f"{g}_{s}_pred_infl"] for g, s in genres], 1)
+    M = np.stack([results[f"{g}_{s}_pred_infl"] for g, s in genres], 1)
     sort_cols = [j for j, (g, _) in enumerate(genres) if g in GENRE_EFFECT_SORT] or list(range(len(genres)))
     return [g for g, _ in genres], M, np.argsort(M[:, sort_cols].mean(1), kind="stable")
 
-def genre_effect_figure(R: dict, # results of a credit-assignment run
+def genre_effect_figure(results: dict, # results of a credit-assignment run
                         vmax: float | None = None): # colour range ±vmax (the paper: 0.8); None: 98th percentile of |values|
     "Heat map of every worker's first-order influence on every genre (rows), workers sorted by mean influence."
     import matplotlib.pyplot as plt
-    genres, M, order = genre_effect_matrix(R)
+    genres, M, order = genre_effect_matrix(results)
     vmax = vmax or float(np.quantile(np.abs(M), 0.98)) or 1.0
     fig, ax = plt.subplots(figsize=(max(6, 0.12 * len(order) + 2), 3.8))
     im = ax.imshow(M[order].T, aspect="auto", cmap="bwr", vmin=-vmax, vmax=vmax, interpolation="nearest")
@@ -295,34 +295,34 @@ def genre_effect_figure(R: dict, # results of a credit-assignment run
     fig.tight_layout()
     return fig
 
-def genre_contribution_figure(R: dict): # results of a credit-assignment run
+def genre_contribution_figure(results: dict): # results of a credit-assignment run
     "Examples a worker wrote in each genre against their first-order influence on that genre's test loss."
     import matplotlib.pyplot as plt
-    genres = [g for g in _genre_list(R, "test") if g in list(R["train_genres"])]
+    genres = [g for g in _genre_list(results, "test") if g in list(results["train_genres"])]
     fig, axes = plt.subplots(1, len(genres), figsize=(3.3 * len(genres), 3.4), squeeze=False, sharey=True)
     for ax, g in zip(axes[0], genres):
-        ax.scatter(R["subset_genre_counts"][:, list(R["train_genres"]).index(g)], R[f"{g}_test_pred_infl"], s=14, alpha=0.75, linewidths=0)
+        counts = results["subset_genre_counts"][:, list(results["train_genres"]).index(g)]
+        ax.scatter(counts, results[f"{g}_test_pred_infl"], s=14, alpha=0.75, linewidths=0)
+
         ax.axhline(0, color="0.5", lw=0.8); ax.set_title(g, fontsize=10); ax.set_xlabel(f"examples in {g}")
     axes[0][0].set_ylabel("influence on genre loss")
     fig.tight_layout()
     return fig
 
-PAPER_FIGURES = {"paper-suppfig-mnli-acc-test.pdf": lambda R: genre_accuracy_figure(R, "test"),
-                 "paper-suppfig-mnli-acc-nonfires.pdf": lambda R: genre_accuracy_figure(R, "nonfires"),
+PAPER_FIGURES = {"paper-suppfig-mnli-acc-test.pdf": lambda results: genre_accuracy_figure(results, "test"),
+                 "paper-suppfig-mnli-acc-nonfires.pdf": lambda results: genre_accuracy_figure(results, "nonfires"),
                  "paper-suppfig-mnli-size.pdf": size_figure, "paper-suppfig-mnli-genre-effect.pdf": genre_effect_figure,
                  "paper-suppfig-mnli-genre-contrib.pdf": genre_contribution_figure}
 
 @patch
 def summarize(self: CreditAssignment):
     "Spearman and Pearson correlation of the actual effects with each estimator, per target."
-    return correlation_table(self.R)
+    return correlation_table(self.results)
 
 @patch
-def make_figures(self: CreditAssignment):
+def figures(self: CreditAssignment) -> dict:
     "The paper's supplementary MultiNLI figures."
-    import matplotlib.pyplot as plt
-    for name, draw in PAPER_FIGURES.items():
-        fig = draw(self.R); self.save_figure(fig, name); plt.close(fig)
+    return PAPER_FIGURES
 
 # %% ../../nbs/13_credit_assignment.ipynb #ba45f0d5
 def add_credit_assignment_parser(subparsers, # the `add_subparsers()` object of `groupinf run`
@@ -349,12 +349,12 @@ def run_credit_assignment(args: argparse.Namespace) -> dict:
     "Run the experiment from parsed options; print the per-genre Spearman table and where the results are."
     from groupinf.runner import run_from_args
     cfg, t0 = credit_assignment_config_from_args(args), time.time()
-    exp, R = run_from_args(CreditAssignment, cfg, args)
+    exp, results = run_from_args(CreditAssignment, cfg, args)
     table = exp.summarize()
-    genres = [f"{g}_test" for g in R["test_genres"]] + [f"{g}_nonfires" for g in R["nonfires_genres"]] + ["all_test", "self"]
+    genres = [f"{g}_test" for g in results["test_genres"]] + [f"{g}_nonfires" for g in results["nonfires_genres"]] + ["all_test", "self"]
     show = table[table.target.isin(genres)].pivot(index="target", columns="estimator", values="spearman").loc[genres]
     print(show.round(4).to_string())
-    print(f"{len(exp.groups)} workers on {cfg['dataset_id']}, λ = {float(R['cv_l2_reg']):.4g}, {time.time() - t0:.0f} s. "
+    print(f"{len(exp.groups)} workers on {cfg['dataset_id']}, λ = {float(results['cv_l2_reg']):.4g}, {time.time() - t0:.0f} s. "
           f"Spearman ρ of actual effects with each estimator above; all targets in {exp.run_dir / 'summary.csv'}, "
           f"figures in {exp.run_dir / 'plots'}, every array in {exp.run_dir / 'results.npz'}")
-    return R
+    return results

@@ -121,12 +121,11 @@ class BabbleReduce(Experiment):
 
     def summarize(self):
         "The table of the λ grid."
-        return babble_reduce_table(self.R)
+        return babble_reduce_table(self.results)
 
-    def make_figures(self):
+    def figures(self):
         "F1 and kept features against λ."
-        import matplotlib.pyplot as plt
-        fig = babble_reduce_figure(self.R); self.save_figure(fig, "babble-reduce.pdf"); plt.close(fig)
+        return {"babble-reduce.pdf": babble_reduce_figure}
 
 def babble_reduce_config(data_dir=None, # data directory holding babble/cdr.db
                          reg_range=(1e-4, 1e-1, 10), # λ/n grid
@@ -137,23 +136,23 @@ def babble_reduce_config(data_dir=None, # data directory holding babble/cdr.db
     return dict(dataset_id="cdr", data_dir=None if data_dir is None else str(data_dir), regularization_type="l1",
                 sample_weights=True, fit_intercept=True, initial_reg_range=cv_grid(reg_range), seed=int(seed), tag=tag)
 
-def babble_reduce_table(R: dict): # results of a babble-reduce run
+def babble_reduce_table(results: dict): # results of a babble-reduce run
     "Per λ: λ/n, non-zero count, weighted accuracy and F1 on train/validation/test, and which λ was chosen."
     import pandas as pd
-    n = int(R["reduced_shapes"][0, 0]) if "reduced_shapes" in R else None
-    df = pd.DataFrame(dict(reg=R["regs"], nonzeros=R["nonzeros"]))
-    if n: df.insert(1, "reg_over_n", R["regs"] / n)
-    for j, s in enumerate(("train", "validation", "test")): df[f"acc_{s}"], df[f"f1_{s}"] = R["accs"][j], R["f1s"][j]
-    df["chosen"] = np.arange(len(df)) == R["best_i"]
+    n = int(results["reduced_shapes"][0, 0]) if "reduced_shapes" in results else None
+    df = pd.DataFrame(dict(reg=results["regs"], nonzeros=results["nonzeros"]))
+    if n: df.insert(1, "reg_over_n", results["regs"] / n)
+    for j, s in enumerate(("train", "validation", "test")): df[f"acc_{s}"], df[f"f1_{s}"] = results["accs"][j], results["f1s"][j]
+    df["chosen"] = np.arange(len(df)) == results["best_i"]
     return df
 
-def babble_reduce_figure(R: dict): # results of a babble-reduce run
+def babble_reduce_figure(results: dict): # results of a babble-reduce run
     "Weighted F1 on each split and the number of kept features against λ, the chosen λ marked."
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for j, s in enumerate(("train", "validation", "test")): a.semilogx(R["regs"], R["f1s"][j], "o-", ms=3, label=s)
-    b.semilogx(R["regs"], R["nonzeros"], "o-", ms=3, color="C3")
-    for ax in (a, b): ax.axvline(R["regs"][R["best_i"]], color="0.5", ls="--", lw=0.8); ax.set_xlabel("λ (L1)")
+    for j, s in enumerate(("train", "validation", "test")): a.semilogx(results["regs"], results["f1s"][j], "o-", ms=3, label=s)
+    b.semilogx(results["regs"], results["nonzeros"], "o-", ms=3, color="C3")
+    for ax in (a, b): ax.axvline(results["regs"][results["best_i"]], color="0.5", ls="--", lw=0.8); ax.set_xlabel("λ (L1)")
     a.set_ylabel("weighted F1"); a.legend(fontsize=8); b.set_ylabel("non-zero coefficients (incl. intercept)")
     fig.suptitle("Babble reduce: the L1 selection of reduced_cdr (dashed: chosen by validation F1)", fontsize=10)
     fig.tight_layout()
@@ -293,14 +292,14 @@ def per_row(self: DataValuation):
     "Every training row's first-order influence on every target (unweighted, as the original stored it)."
     e, out = self.engine, {}
     for kind, sfx in (("loss", ""), ("margin", "_margin")):
-        T = valuation_targets(self.data, self.R["fixed_test"], kind)
+        T = valuation_targets(self.data, self.results["fixed_test"], kind)
         for split in ("test", "train"):
             t, keys = T[split]
             r = e.pointwise_influence(t, weighted=False)   # the original stored g_iᵀ H⁻¹ ∇f_j, unweighted
             for j, k in enumerate(keys):
                 if "[" not in k: out[f"{k}_pred{sfx}_infl"] = r[j]
             if split == "test": out[f"fixed_test_pred{sfx}_infl"] = r[[j for j, k in enumerate(keys) if "[" in k]]
-    out["nonfires_predictions"] = np.asarray(self.R["nonfires_predictions"])
+    out["nonfires_predictions"] = np.asarray(self.results["nonfires_predictions"])
     return out
 
 # %% ../../nbs/14_data_valuation.ipynb #1b30b5e1
@@ -319,46 +318,46 @@ def draw_groups(self: DataValuation):
 @patch
 def actual(self: DataValuation):
     "Actual effects on every target, and first-order ones as weighted sums of the per-row influences."
-    e, d, g, D = self.engine, self.data, self.groups, self.R["subset_dparam"]
+    e, d, g, D = self.engine, self.data, self.groups, self.results["subset_dparam"]
     A = group_indicator(g, len(d.labels), d.weights)            # Σ_{i∈U} w_i (·)
     out = {}
     for kind, sfx in (("loss", ""), ("margin", "_margin")):
-        for split, (t, keys) in valuation_targets(d, self.R["fixed_test"], kind).items():
+        for split, (t, keys) in valuation_targets(d, self.results["fixed_test"], kind).items():
             out.update(unpack_effects(e.plugin_effects(D, t), keys, "actl", "subset_", margin=kind == "margin"))
             if split == "nonfires": out.update(unpack_effects(e.first_order(g, t), keys, "pred", "subset_", margin=kind == "margin"))
-        for k in ("all_test", "pos_test", "neg_test", "all_train"): out[f"subset_{k}_pred{sfx}_infl"] = A @ self.R[f"{k}_pred{sfx}_infl"]
-        out[f"subset_fixed_test_pred{sfx}_infl"] = A @ self.R[f"fixed_test_pred{sfx}_infl"].T
+        for k in ("all_test", "pos_test", "neg_test", "all_train"): out[f"subset_{k}_pred{sfx}_infl"] = A @ self.results[f"{k}_pred{sfx}_infl"]
+        out[f"subset_fixed_test_pred{sfx}_infl"] = A @ self.results[f"fixed_test_pred{sfx}_infl"].T
     return {**out, **self.self_effects("actl", D, linear=False)}
 
 # %% ../../nbs/14_data_valuation.ipynb #610e51a7
-def lf_table(R: dict): # results of a data-valuation run
+def lf_table(results: dict): # results of a data-valuation run
     "One row per LF: id, polarity, coverage, precision, rows, and its actual and first-order effects on the test sets."
     import pandas as pd
-    df = pd.DataFrame(dict(lf=R["subset_lf_ids"], polarity=R["lf_polarity"], coverage=R["lf_coverage"],
-                           precision=R["lf_precision"], rows=R["subset_sizes"]))
+    df = pd.DataFrame(dict(lf=results["subset_lf_ids"], polarity=results["lf_polarity"], coverage=results["lf_coverage"],
+                           precision=results["lf_precision"], rows=results["subset_sizes"]))
     for k in ("pos_test", "neg_test", "all_test", "self"):
-        df[f"{k}_pred"], df[f"{k}_actl"] = R[f"subset_{k}_pred_infl"], R[f"subset_{k}_actl_infl"]
+        df[f"{k}_pred"], df[f"{k}_actl"] = results[f"subset_{k}_pred_infl"], results[f"subset_{k}_actl_infl"]
     df["own_class_pred"] = np.where(df.polarity > 0, df.pos_test_pred, df.neg_test_pred)
     return df
 
-def lf_correlations(R: dict): # results of a data-valuation run
+def lf_correlations(results: dict): # results of a data-valuation run
     "Pearson r across LFs of the original's exploratory pairs (size, precision, influences, size-normalised ones)."
     import pandas as pd
-    t, size, prec = lf_table(R), R["subset_sizes"].astype(float), R["lf_precision"]
-    pairs = [("size", "self pred", size, t.self_pred), ("size", "total-train pred", size, R["subset_all_train_pred_infl"]),
+    t, size, prec = lf_table(results), results["subset_sizes"].astype(float), results["lf_precision"]
+    pairs = [("size", "self pred", size, t.self_pred), ("size", "total-train pred", size, results["subset_all_train_pred_infl"]),
              ("size", "pos-test pred", size, t.pos_test_pred), ("size", "neg-test pred", size, t.neg_test_pred),
              ("precision", "pos-test pred", prec, t.pos_test_pred), ("precision", "neg-test pred", prec, t.neg_test_pred),
              ("precision", "self pred", prec, t.self_pred), ("precision", "pos-test pred / size", prec, t.pos_test_pred / size),
              ("precision", "neg-test pred / size", prec, t.neg_test_pred / size),
              ("pos-test pred", "neg-test pred", t.pos_test_pred, t.neg_test_pred), ("size", "precision", size, prec),
-             ("coverage", "own-class pred", R["lf_coverage"], t.own_class_pred), ("precision", "own-class pred", prec, t.own_class_pred)]
+             ("coverage", "own-class pred", results["lf_coverage"], t.own_class_pred), ("precision", "own-class pred", prec, t.own_class_pred)]
     return pd.DataFrame([dict(x=a, y=b, pearson=float(np.corrcoef(u, v)[0, 1])) for a, b, u, v in pairs])
 
 # %% ../../nbs/14_data_valuation.ipynb #cfe4afcd
 _POLARITY_COLORS = {1: "tab:blue", -1: "tab:red"}
 
-def _by_polarity(ax, R, x, y, xlabel, ylabel, title="", against_actual=False):
-    pol = np.asarray(R["lf_polarity"])
+def _by_polarity(ax, results, x, y, xlabel, ylabel, title="", against_actual=False):
+    pol = np.asarray(results["lf_polarity"])
     for p, name in ((1, "positive LFs"), (-1, "negative LFs")):
         ax.scatter(np.asarray(x)[pol == p], np.asarray(y)[pol == p], s=22, alpha=0.85, color=_POLARITY_COLORS[p], label=name, linewidths=0)
     if against_actual:
@@ -367,36 +366,36 @@ def _by_polarity(ax, R, x, y, xlabel, ylabel, title="", against_actual=False):
     else: ax.axhline(0, color="0.5", lw=0.8)
     ax.set_title(title, fontsize=10); ax.set_xlabel(xlabel); ax.set_ylabel(ylabel)
 
-def accuracy_figure(R: dict): # results of a data-valuation run
+def accuracy_figure(results: dict): # results of a data-valuation run
     "Actual against first-order effect of deleting each LF on the positive- and negative-test loss."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
     for ax, k, name in zip(axes, ("pos_test", "neg_test"), ("positive test set", "negative test set")):
-        _by_polarity(ax, R, R[f"subset_{k}_actl_infl"], R[f"subset_{k}_pred_infl"], "actual effect", "first-order influence",
+        _by_polarity(ax, results, results[f"subset_{k}_actl_infl"], results[f"subset_{k}_pred_infl"], "actual effect", "first-order influence",
                      f"loss on the {name}", against_actual=True)
     axes[0].legend(fontsize=8); fig.tight_layout()
     return fig
 
-def lf_property_figure(R: dict, # results of a data-valuation run
+def lf_property_figure(results: dict, # results of a data-valuation run
                        prop: str = "coverage"): # 'coverage' or 'precision' on the x axis
     "An LF property against the first-order effect of deleting the LF on the positive- and negative-test loss."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
     for ax, k, name in zip(axes, ("pos_test", "neg_test"), ("positive", "negative")):
-        _by_polarity(ax, R, R[f"lf_{prop}"], R[f"subset_{k}_pred_infl"], f"LF {prop}", f"influence on {name}-test loss")
+        _by_polarity(ax, results, results[f"lf_{prop}"], results[f"subset_{k}_pred_infl"], f"LF {prop}", f"influence on {name}-test loss")
     axes[0].legend(fontsize=8); fig.tight_layout()
     return fig
 
 # %% ../../nbs/14_data_valuation.ipynb #6221006c
-def combined_applications_figure(R: dict, # results of a data-valuation run
+def combined_applications_figure(results: dict, # results of a data-valuation run
                                  credit: dict | None = None): # results of a credit-assignment run, for the third panel
     "The paper's combined panel: LF coverage and precision against influence on the own class (+ MultiNLI size panel)."
     import matplotlib.pyplot as plt
     n = 3 if credit is not None else 2
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), gridspec_kw=dict(width_ratios=[4, 4, 5][:n]))
-    own = lf_table(R).own_class_pred
-    _by_polarity(axes[0], R, R["lf_coverage"], own, "LF coverage", "influence on own-class test loss", "CDR: coverage")
-    _by_polarity(axes[1], R, R["lf_precision"], own, "LF precision", "", "CDR: precision")
+    own = lf_table(results).own_class_pred
+    _by_polarity(axes[0], results, results["lf_coverage"], own, "LF coverage", "influence on own-class test loss", "CDR: coverage")
+    _by_polarity(axes[1], results, results["lf_precision"], own, "LF precision", "", "CDR: precision")
     axes[0].legend(fontsize=8)
     if credit is not None:
         axes[2].scatter(credit["subset_sizes"], credit["all_test_pred_infl"], s=12, alpha=0.75, color="tab:green", linewidths=0)
@@ -407,21 +406,19 @@ def combined_applications_figure(R: dict, # results of a data-valuation run
     return fig
 
 PAPER_FIGURES = {"paper-suppfig-babble-acc-test.pdf": accuracy_figure,
-                 "paper-suppfig-babble-sizes.pdf": lambda R: lf_property_figure(R, "coverage"),
-                 "paper-suppfig-babble-accs.pdf": lambda R: lf_property_figure(R, "precision"),
+                 "paper-suppfig-babble-sizes.pdf": lambda results: lf_property_figure(results, "coverage"),
+                 "paper-suppfig-babble-accs.pdf": lambda results: lf_property_figure(results, "precision"),
                  "paper-combined-apps-cdr.pdf": combined_applications_figure}
 
 @patch
 def summarize(self: DataValuation):
     "Spearman and Pearson correlation of the actual effects with first-order influence, per target."
-    return correlation_table(self.R, ("pred",))
+    return correlation_table(self.results, ("pred",))
 
 @patch
-def make_figures(self: DataValuation):
+def figures(self: DataValuation) -> dict:
     "The paper's CDR figures."
-    import matplotlib.pyplot as plt
-    for name, draw in PAPER_FIGURES.items():
-        fig = draw(self.R); self.save_figure(fig, name); plt.close(fig)
+    return PAPER_FIGURES
 
 # %% ../../nbs/14_data_valuation.ipynb #35f30d66
 def add_data_valuation_parser(subparsers, # the `add_subparsers()` object of `groupinf run`
@@ -451,15 +448,15 @@ def run_data_valuation(args: argparse.Namespace) -> dict:
     from groupinf.runner import run_from_args
     import pandas as pd
     cfg, t0 = data_valuation_config_from_args(args), time.time()
-    exp, R = run_from_args(DataValuation, cfg, args)
+    exp, results = run_from_args(DataValuation, cfg, args)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(lf_table(R).round(4).to_string(index=False))
+        print(lf_table(results).round(4).to_string(index=False))
         s = exp.summarize()
         print(s[~s.target.str.contains(r"\[")][["target", "spearman", "pearson"]].round(4).to_string(index=False))
-    print(f"{len(exp.groups)} labelling functions on {cfg['dataset_id']}, λ = {float(R['cv_l2_reg']):.4g} (by {cfg['cv_criterion']}), "
-          f"test F1 {R['initial_test_f1']:.4f}, {time.time() - t0:.0f} s. Summary in {exp.run_dir / 'summary.csv'}, "
+    print(f"{len(exp.groups)} labelling functions on {cfg['dataset_id']}, λ = {float(results['cv_l2_reg']):.4g} (by {cfg['cv_criterion']}), "
+          f"test F1 {results['initial_test_f1']:.4f}, {time.time() - t0:.0f} s. Summary in {exp.run_dir / 'summary.csv'}, "
           f"figures in {exp.run_dir / 'plots'}, every array in {exp.run_dir / 'results.npz'}")
-    return R
+    return results
 
 # %% ../../nbs/14_data_valuation.ipynb #db91fb98
 def add_babble_reduce_parser(subparsers, # the `add_subparsers()` object of `groupinf` (or `groupinf run`)
@@ -481,8 +478,8 @@ def run_babble_reduce(args: argparse.Namespace) -> dict:
     cfg = config_from_args(babble_reduce_config, args, data_dir=data_dir, tag=tag)
     if args.force_refresh: load_reduced_cdr(data_dir, tuple(cfg["initial_reg_range"]), cfg["seed"], force_refresh=True)
     exp = BabbleReduce(cfg, out_dir=out_dir_from_args(args))
-    R = exp.run(**run_options_from_args(args))
-    print(babble_reduce_table(R).round(4).to_string(index=False))
-    print(f"kept {len(R['feature_inds'])} features (λ = {R['best_reg']:.4g}, best validation F1); reduced_cdr shapes "
-          f"(train, validation, test, nonfires) {R['reduced_shapes'].tolist()}; results in {exp.run_dir}")
-    return R
+    results = exp.run(**run_options_from_args(args))
+    print(babble_reduce_table(results).round(4).to_string(index=False))
+    print(f"kept {len(results['feature_inds'])} features (λ = {results['best_reg']:.4g}, best validation F1); reduced_cdr shapes "
+          f"(train, validation, test, nonfires) {results['reduced_shapes'].tolist()}; results in {exp.run_dir}")
+    return results

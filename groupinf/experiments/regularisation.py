@@ -17,12 +17,11 @@ __all__ = ['REL_REGS_PAPER', 'REG_CMAP_RANGE', 'PAPER_LINE_COLOURS', 'SWEEP_OPTI
 # %% ../../nbs/11_regularisation.ipynb #ccec9b50
 class RegularisationRun(SubsetInfluence):
     "`SubsetInfluence` with only the first-order scatter plot per run (same phases, keys and run ids)."
-    def make_figures(self):
+    def figures(self):
         "Only the first-order scatter plot per run (the sweep draws Figure 3)."
-        import matplotlib.pyplot as plt
         from groupinf.experiments.subsets import influence_figure
-        fig = influence_figure(self.R, self.binary, "pred", dataset=f"{self.config['dataset_id']} λ/n = {self.config['normalized_cross_validation_range'][0]:g}")
-        self.save_figure(fig, "actual-vs-pred.png"); plt.close(fig)
+        dataset = f"{self.config['dataset_id']} λ/n = {self.config['normalized_cross_validation_range'][0]:g}"
+        return {"actual-vs-pred.png": lambda results: influence_figure(results, self.binary, "pred", dataset=dataset)}
 
 # %% ../../nbs/11_regularisation.ipynb #d8d63531
 REL_REGS_PAPER = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # λ/n of the paper's regularisation runs
@@ -32,30 +31,30 @@ def _test_column(dataset_id, test_column):
     from groupinf.paper import FIXED_TEST_COLUMN
     return FIXED_TEST_COLUMN.get(dataset_id, 0)
 
-def _target_arrays(R, binary, column):
+def _target_arrays(results, binary, column):
     "(target, actual, {estimator: values}) for the paper's three rows."
     out = []
     rows = ([("test prediction", "subset_fixed_test_{}_margin_infl")] if binary else []) + [("test loss", "subset_fixed_test_{}_infl"), ("self-loss", "subset_self_{}_infl")]
     for target, key in rows:
         pick = (lambda a: np.asarray(a)[:, column]) if "fixed_test" in key else np.asarray
-        ests = {e: pick(R[key.format(e)]) for e in ESTIMATOR_LABELS if key.format(e) in R}
-        out.append((target, pick(R[key.format("actl")]), ests))
+        ests = {e: pick(results[key.format(e)]) for e in ESTIMATOR_LABELS if key.format(e) in results}
+        out.append((target, pick(results[key.format("actl")]), ests))
     return out
 
-def sweep_table(runs: dict, # λ/n -> (results R, binary, dataset_id, run_dir)
+def sweep_table(runs: dict, # λ/n -> (results, binary, dataset_id, run_dir)
                 test_column=None, # fixed-test column (default: Figure 1's)
                ): # DataFrame: one row per (λ/n, target, estimator)
     "Spearman and Pearson correlation of actual and estimated effects per (λ/n, target, estimator)."
     import pandas as pd
     rows = []
-    for rel, (R, binary, dataset_id, run_dir) in sorted(runs.items()):
+    for rel, (results, binary, dataset_id, run_dir) in sorted(runs.items()):
         col = _test_column(dataset_id, test_column)
-        for target, actual, ests in _target_arrays(R, binary, col):
+        for target, actual, ests in _target_arrays(results, binary, col):
             for est, v in ests.items():
                 rho, r = rank_correlations(actual, v)
-                rows.append(dict(dataset=dataset_id, rel_reg=rel, l2_reg=float(R["cv_l2_reg"]), target=target, estimator=est,
+                rows.append(dict(dataset=dataset_id, rel_reg=rel, l2_reg=float(results["cv_l2_reg"]), target=target, estimator=est,
                                  spearman=rho, pearson=r, groups=len(actual),
-                                 test_index=int(R["fixed_test"][col]) if target != "self-loss" else -1, run_dir=str(run_dir)))
+                                 test_index=int(results["fixed_test"][col]) if target != "self-loss" else -1, run_dir=str(run_dir)))
     return pd.DataFrame(rows)
 
 def regularisation_sweep(dataset_id: str, # dataset to run on
@@ -73,8 +72,8 @@ def regularisation_sweep(dataset_id: str, # dataset to run on
     runs = {}
     for r in rel_regs:
         exp = RegularisationRun(subsets_config(dataset_id, fixed_reg=r, **subset_kw), out_dir=out_dir, executor=executor, progress=progress)
-        R = exp.run(**(run_options or {}))
-        runs[r] = (R, exp.binary, dataset_id, exp.run_dir)
+        results = exp.run(**(run_options or {}))
+        runs[r] = (results, exp.binary, dataset_id, exp.run_dir)
     return sweep_table(runs, test_column)
 
 # %% ../../nbs/11_regularisation.ipynb #ef9b56e8
@@ -102,8 +101,8 @@ def figure3(table, # a `regularisation_sweep` table (one or more datasets)
         runs = table[table.dataset == d].drop_duplicates("rel_reg").sort_values("rel_reg")
         per = {t: ([], [], []) for t in targets}
         for _, row in runs.iterrows():
-            R = load_results(row.run_dir)
-            for target, actual, ests in _target_arrays(R, "subset_fixed_test_actl_margin_infl" in R, _test_column(d, test_column)):
+            results = load_results(row.run_dir)
+            for target, actual, ests in _target_arrays(results, "subset_fixed_test_actl_margin_infl" in results, _test_column(d, test_column)):
                 per[target][0].append(actual); per[target][1].append(ests[estimator]); per[target][2].append(np.full(len(actual), row.rel_reg))
         for i, t in enumerate(targets):
             ax = axes[i, j]
@@ -153,27 +152,25 @@ def add_regularisation_parser(subparsers):
     p = subparsers.add_parser("regularisation", help="subset influence at fixed λ/n over a grid (Figure 3)",
                               description="Run the subset-influence experiment at each fixed λ/n (no cross-validation), then "
                               "tabulate the Spearman correlation of actual and estimated effects per λ and draw Figure 3.")
-    config_options(p, regularisation_sweep, only=("rel_regs",), rel_regs=dict(nargs="+", type=float, default=list(REL_REGS_PAPER), metavar="R"))
+    config_options(p, regularisation_sweep, only=("rel_regs",), rel_regs=dict(nargs="+", type=float, default=list(REL_REGS_PAPER), metavar="REL_REG"))
     config_options(p, subsets_config, only=SWEEP_OPTIONS, num_subsets=dict(default=10))
     add_executor_arguments(p)
     return p
 
 def run_regularisation(args):
     "Run the sweep of `args`, print Spearman ρ of first-order influence per λ/n and target, write the table and figures."
-    import matplotlib.pyplot as plt
     import pandas as pd
     from groupinf.runner import executor_from_args, run_options_from_args, out_dir_from_args, configure_logging
+    from groupinf.store import atomic_write_text, write_figure
     configure_logging("INFO")
     out, t0 = out_dir_from_args(args), time.time()
     with executor_from_args(args) as ex:
         table = regularisation_sweep(args.dataset_id, args.rel_regs, out, ex, run_options=run_options_from_args(args),
                                      **{k: getattr(args, k) for k in SWEEP_OPTIONS if k != "dataset_id"})
     dest = out / "regularisation" / args.dataset_id; dest.mkdir(parents=True, exist_ok=True)
-    from groupinf.store import atomic_write_text
     atomic_write_text(dest / "spearman.csv", table.to_csv(index=False))
     for name, fig in (("paper-fig3", figure3(table)), ("paper-regs-spearman", figure3_spearman(table))):
-        for ext in ("pdf", "png"): fig.savefig(dest / f"{name}.{ext}", dpi=150 if ext == "png" else 300, bbox_inches="tight")
-        plt.close(fig)
+        write_figure(fig, dest / f"{name}.pdf", dest / f"{name}.png", dpi=150)
     with pd.option_context("display.width", 200):
         print(table.query("estimator == 'pred'").pivot_table(index="rel_reg", columns="target", values="spearman").round(4).to_string())
     print(f"{args.dataset_id}: {len(args.rel_regs)} runs, {time.time() - t0:.0f} s. Spearman ρ of actual effect and first-order "

@@ -171,7 +171,7 @@ def fixed_test_influence(self: SubsetInfluence):
 def draw_groups(self: SubsetInfluence):
     "The seven group types from one seeded RNG; the gradient clusters from the engine's gradient operator."
     c, d = self.config, self.data
-    tags, groups = pick_subsets(d.x, d.labels, self.engine.gradient_operator(), self.R["fixed_test"], self.R["fixed_test_pred_infl"],
+    tags, groups = pick_subsets(d.x, d.labels, self.engine.gradient_operator(), self.results["fixed_test"], self.results["fixed_test_pred_infl"],
                                 subset_seed=c["subset_seed"], choice_type=c["subset_choice_type"], rel_size=c["subset_rel_size"],
                                 min_rel_size=c["subset_min_rel_size"], max_rel_size=c["subset_max_rel_size"],
                                 num_subsets=c["num_subsets"], kmeans_n_init=c["kmeans_n_init"],
@@ -183,8 +183,8 @@ def actual(self: SubsetInfluence):
     "The actual effects, and the first-order effects on the fixed test points as sums of the pointwise influences."
     out = GroupExperiment.actual(self)
     A = group_indicator(self.groups, len(self.data.labels))
-    out["subset_fixed_test_pred_infl"] = A @ self.R["fixed_test_pred_infl"].T
-    if self.binary: out["subset_fixed_test_pred_margin_infl"] = A @ self.R["fixed_test_pred_margin_infl"].T
+    out["subset_fixed_test_pred_infl"] = A @ self.results["fixed_test_pred_infl"].T
+    if self.binary: out["subset_fixed_test_pred_margin_infl"] = A @ self.results["fixed_test_pred_margin_infl"].T
     return out
 
 @patch
@@ -204,7 +204,7 @@ def spectrum_wanted(self: SubsetInfluence) -> bool:
 def retrained_accuracies(self: SubsetInfluence):
     "Training and test accuracy of every retrained model."
     d, lay = self.data, self.model().layout_
-    Theta = (np.asarray(self.R["initial_params"])[None] + self.R["subset_dparam"]).T
+    Theta = (np.asarray(self.results["initial_params"])[None] + self.results["subset_dparam"]).T
     def accuracy(x, y):
         X, chunk = Features(x), batch_size_for(self.config["max_memory"], 6 * max(len(d.labels), len(d.test_labels)) * lay.num_rows * 8)
         return np.concatenate([heldout_scores(lay, X, y, Theta[:, i:i + chunk])[1] for i in range(0, Theta.shape[1], chunk)])
@@ -218,7 +218,7 @@ def norms(self: SubsetInfluence):
     e = self.engine
     out = dict(subset_grad_loss_l2_norm=np.linalg.norm(e.group_gradients(self.groups), axis=1))
     for k in ("subset_dparam", "subset_pred_dparam", "subset_newton_dparam"):
-        if k in self.R: out[f"{k}_l2_norm"], out[f"{k}_hessian_norm"] = e.param_change_norms(self.R[k])
+        if k in self.results: out[f"{k}_l2_norm"], out[f"{k}_hessian_norm"] = e.param_change_norms(self.results[k])
     return out
 
 @patch
@@ -233,8 +233,8 @@ def z_norms(self: SubsetInfluence):
 @phase(14, "compute_pparam_infl")
 def plug_in(self: SubsetInfluence):
     "The first-order and Newton parameter changes plugged into the targets."
-    out = self.effects("pparam", self.R["subset_pred_dparam"], False)
-    if "subset_newton_dparam" in self.R: out.update(self.effects("nparam", self.R["subset_newton_dparam"], False))
+    out = self.effects("pparam", self.results["subset_pred_dparam"], False)
+    if "subset_newton_dparam" in self.results: out.update(self.effects("nparam", self.results["subset_newton_dparam"], False))
     for k in [k for k in out if k.startswith("subset_self_") and "margin" in k]: del out[k]  # as the original: no self-margin
     return out
 
@@ -243,7 +243,7 @@ def plug_in(self: SubsetInfluence):
 def second_order(self: SubsetInfluence):
     "Basu et al.'s second-order estimator, the two-term Neumann series and the exact second-order expansion."
     e, g, t = self.engine, self.groups, self.fixed_targets()
-    D1 = self.R["subset_pred_dparam"]
+    D1 = self.results["subset_pred_dparam"]
     S = e.second_order_params_all(g, first_order=D1)
     D2 = S["exact"]
     out = self.effects("second_order", S["basu"], True)
@@ -260,24 +260,24 @@ ESTIMATOR_LABELS = {"pred": "first-order influence", "newton": "Newton (linear)"
                     "nparam": "Newton params", "second_order": "second-order (Basu et al.)",
                     "neumann2": "two-term Neumann series", "second_order_exact": "second-order expansion"}
 
-def _target_series(R, binary):
+def _target_series(results, binary):
     "(target label, key template) pairs: fixed test loss/margin per test point, self-loss/margin."
-    out = [(f"test loss {int(t)}", "subset_fixed_test_{}_infl", j) for j, t in enumerate(R["fixed_test"])]
-    if binary: out += [(f"test margin {int(t)}", "subset_fixed_test_{}_margin_infl", j) for j, t in enumerate(R["fixed_test"])]
+    out = [(f"test loss {int(t)}", "subset_fixed_test_{}_infl", j) for j, t in enumerate(results["fixed_test"])]
+    if binary: out += [(f"test margin {int(t)}", "subset_fixed_test_{}_margin_infl", j) for j, t in enumerate(results["fixed_test"])]
     out.append(("self-loss", "subset_self_{}_infl", None))
     if binary: out.append(("self-margin", "subset_self_{}_margin_infl", None))
     return out
 
-def summary_table(R, binary):
+def summary_table(results, binary):
     "Spearman and Pearson correlation of the actual effect with each estimator, per target (a DataFrame)."
     import pandas as pd
     rows = []
-    for label, key, j in _target_series(R, binary):
-        actual = R[key.format("actl")] if j is None else R[key.format("actl")][:, j]
+    for label, key, j in _target_series(results, binary):
+        actual = results[key.format("actl")] if j is None else results[key.format("actl")][:, j]
         for est in ESTIMATOR_LABELS:
             k = key.format(est)
-            if k not in R: continue
-            est_v = R[k] if j is None else R[k][:, j]
+            if k not in results: continue
+            est_v = results[k] if j is None else results[k][:, j]
             rho, r = rank_correlations(actual, est_v)
             rows.append(dict(target=label, estimator=est, spearman=rho, pearson=r,
                              median_abs_ratio=float(np.median(np.abs(est_v) / np.maximum(np.abs(actual), 1e-300)))))
@@ -298,16 +298,18 @@ def scatter_panel(ax, actual, estimate, tags, title, ylabel="first-order influen
     ax.set_title(f"{title}\nSpearman ρ = {rank_correlations(actual, estimate)[0]:.3f}", fontsize=10)
     ax.set_xlabel("actual effect"); ax.set_ylabel(ylabel)
 
-def influence_figure(R, binary, estimator="pred", test_index=0, dataset=""):
+def influence_figure(results, binary, estimator="pred", test_index=0, dataset=""):
     "The paper's Figure 1 layout for one estimator: test prediction (binary), test loss, self-loss."
     import matplotlib.pyplot as plt
     panels = []
-    t = int(R["fixed_test"][test_index])
-    if binary: panels.append((R["subset_fixed_test_actl_margin_infl"][:, test_index], R[f"subset_fixed_test_{estimator}_margin_infl"][:, test_index], f"test prediction (point {t})"))
-    panels.append((R["subset_fixed_test_actl_infl"][:, test_index], R[f"subset_fixed_test_{estimator}_infl"][:, test_index], f"test loss (point {t})"))
-    panels.append((R["subset_self_actl_infl"], R[f"subset_self_{estimator}_infl"], "self-loss"))
+    t = int(results["fixed_test"][test_index])
+    column = lambda key: results[key][:, test_index]
+    if binary: panels.append((column("subset_fixed_test_actl_margin_infl"), column(f"subset_fixed_test_{estimator}_margin_infl"), f"test prediction (point {t})"))
+    panels.append((column("subset_fixed_test_actl_infl"), column(f"subset_fixed_test_{estimator}_infl"), f"test loss (point {t})"))
+
+    panels.append((results["subset_self_actl_infl"], results[f"subset_self_{estimator}_infl"], "self-loss"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 5.0), layout="constrained")
-    for ax, (a, e, title) in zip(np.atleast_1d(axes), panels): scatter_panel(ax, a, e, R["subset_tags"], title, ESTIMATOR_LABELS[estimator])
+    for ax, (a, e, title) in zip(np.atleast_1d(axes), panels): scatter_panel(ax, a, e, results["subset_tags"], title, ESTIMATOR_LABELS[estimator])
     handles, labels = np.atleast_1d(axes)[-1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=10, frameon=False, markerscale=2.5)
     fig.suptitle(f"{dataset}: {ESTIMATOR_LABELS[estimator]} against the actual effect of removing each group", fontsize=11)
@@ -316,16 +318,14 @@ def influence_figure(R, binary, estimator="pred", test_index=0, dataset=""):
 @patch
 def summarize(self: SubsetInfluence):
     "Spearman and Pearson correlation of the actual effect with each estimator, per target."
-    return summary_table(self.R, self.binary)
+    return summary_table(self.results, self.binary)
 
 @patch
-def make_figures(self: SubsetInfluence):
-    "The actual effect against each estimator, as the paper's Figure 1."
-    import matplotlib.pyplot as plt
-    for est in ("pred", "newton", "nparam", "second_order_exact"):
-        if f"subset_self_{est}_infl" not in self.R: continue  # not computed on this dataset (e.g. Newton on full MNIST)
-        fig = influence_figure(self.R, self.binary, est, dataset=self.config["dataset_id"])
-        self.save_figure(fig, f"actual-vs-{est}.png"); plt.close(fig)
+def figures(self: SubsetInfluence) -> dict:
+    "The actual effect against each estimator computed on this dataset (e.g. no Newton on full MNIST), as the paper's Figure 1."
+    draw = lambda est: lambda results: influence_figure(results, self.binary, est, dataset=self.config["dataset_id"])
+    return {f"actual-vs-{est}.png": draw(est) for est in ("pred", "newton", "nparam", "second_order_exact")
+            if f"subset_self_{est}_infl" in self.results}
 
 # %% ../../nbs/10_subset_influence.ipynb #03cdc55a
 def add_subsets_parser(subparsers, # the `add_subparsers()` object of `groupinf run`
@@ -345,9 +345,9 @@ def run_subsets(args: argparse.Namespace) -> dict:
     import pandas as pd
     from groupinf.runner import run_from_args
     cfg, t0 = config_from_args(subsets_config, args), time.time()
-    exp, R = run_from_args(SubsetInfluence, cfg, args)
+    exp, results = run_from_args(SubsetInfluence, cfg, args)
     table = exp.summarize()
-    t = f"test loss {int(R['fixed_test'][0])}"
+    t = f"test loss {int(results['fixed_test'][0])}"
     show = table[table.target.isin([t, t.replace("loss", "margin"), "self-loss"])]
     with pd.option_context("display.width", 200, "display.max_rows", 100):
         print(show.pivot(index="estimator", columns="target", values="spearman").round(4).to_string())
@@ -355,10 +355,10 @@ def run_subsets(args: argparse.Namespace) -> dict:
         print("\nphases (seconds; peak resident memory of this process so far, GB):")
         print(phases.to_string(index=False))
     resolved = exp.resolved_settings()
-    print(f"\nfixed test points {[int(i) for i in R['fixed_test']]}: {resolved.get('fixed_test_reason', '?')}")
+    print(f"\nfixed test points {[int(i) for i in results['fixed_test']]}: {resolved.get('fixed_test_reason', '?')}")
     print(f"\nfit: {resolved.get('initial_fit_solver', '?')}; Hessian: {resolved.get('hessian_strategy', '?')} "
           f"({resolved.get('hessian_strategy_reason', '')})")
-    print(f"{len(exp.groups)} groups on {cfg['dataset_id']}, λ = {float(R['cv_l2_reg']):.4g}, {time.time() - t0:.0f} s. "
+    print(f"{len(exp.groups)} groups on {cfg['dataset_id']}, λ = {float(results['cv_l2_reg']):.4g}, {time.time() - t0:.0f} s. "
           f"Spearman ρ of the actual effect with each estimator above; all targets in {exp.run_dir / 'summary.csv'}, "
           f"figures in {exp.run_dir / 'plots'}, every array in {exp.run_dir / 'results.npz'}")
-    return R
+    return results
