@@ -152,66 +152,74 @@ class Counterexamples(Experiment):
     @property
     def groups(self): return [np.asarray(g, np.int64) for g in self.results["subset_indices"]]
 
-    @phase(0, "generate_datasets")
-    def generate_datasets(self):
-        "Every synthetic dataset of the seed (the original stores them all)."
-        return counterexample_datasets(self.config["seed"])
+# %% ../../nbs/12_counterexamples.ipynb #2cc42ade
+@patch
+@phase(0, "generate_datasets")
+def generate_datasets(self: Counterexamples):
+    "Every synthetic dataset of the seed (the original stores them all)."
+    return counterexample_datasets(self.config["seed"])
 
-    @phase(1, "training")
-    def training(self):
-        "Fit θ̂ without intercept at λ = 1e-3·N; losses, margins, per-example gradients and the Hessian at θ̂."
-        from groupinf.objective import margin_gradients, per_example_gradients
-        x, y, xt, yt = self.data
-        l2_reg = 1e-3 * len(y)
-        m = LogisticRegression(l2_reg, fit_intercept=False, max_memory=self.config["max_memory"], strict=True).fit(x, y)
-        lay = m.layout_
-        e = engine_of(self.spec(m.params, l2_reg))
-        return dict(l2_reg=l2_reg, initial_params=m.params, initial_grad_norm=m.grad_norm_,
-                    train_losses=m.losses(x, y), train_margins=m.margins(x, y), train_accuracy=m.accuracy(x, y),
-                    test_losses=m.losses(xt, yt), test_margins=m.margins(xt, yt), test_accuracy=m.accuracy(xt, yt),
-                    train_grad_losses=e.G.numpy(), train_grad_margins=margin_gradients(lay, x, y).numpy(),
-                    test_grad_losses=per_example_gradients(lay, xt, m.params, yt).numpy(),
-                    test_grad_margins=margin_gradients(lay, xt, yt).numpy(), hessian=e.H.numpy())
+@patch
+@phase(1, "training")
+def training(self: Counterexamples):
+    "Fit θ̂ without intercept at λ = 1e-3·N; losses, margins, per-example gradients and the Hessian at θ̂."
+    from groupinf.objective import margin_gradients, per_example_gradients
+    x, y, xt, yt = self.data
+    l2_reg = 1e-3 * len(y)
+    m = LogisticRegression(l2_reg, fit_intercept=False, max_memory=self.config["max_memory"], strict=True).fit(x, y)
+    lay = m.layout_
+    e = engine_of(self.spec(m.params, l2_reg))
+    return dict(l2_reg=l2_reg, initial_params=m.params, initial_grad_norm=m.grad_norm_,
+                train_losses=m.losses(x, y), train_margins=m.margins(x, y), train_accuracy=m.accuracy(x, y),
+                test_losses=m.losses(xt, yt), test_margins=m.margins(xt, yt), test_accuracy=m.accuracy(xt, yt),
+                train_grad_losses=e.G.numpy(), train_grad_margins=margin_gradients(lay, x, y).numpy(),
+                test_grad_losses=per_example_gradients(lay, xt, m.params, yt).numpy(),
+                test_grad_margins=margin_gradients(lay, xt, yt).numpy(), hessian=e.H.numpy())
 
-    @phase(2, "pick_subsets")
-    def pick_subsets(self):
-        "The dataset's exhaustive list of groups."
-        c, x = self.config, self.data[0]
-        n_unique = self.results["repeats_N_unique"] if c["dataset_id"] == "repeats" else None
-        return dict(subset_indices=exhaustive_subsets(c["dataset_id"], len(x), self.results["ortho2_ids"], n_unique))
+@patch
+@phase(2, "pick_subsets")
+def pick_subsets(self: Counterexamples):
+    "The dataset's exhaustive list of groups."
+    c, x = self.config, self.data[0]
+    n_unique = self.results["repeats_N_unique"] if c["dataset_id"] == "repeats" else None
+    return dict(subset_indices=exhaustive_subsets(c["dataset_id"], len(x), self.results["ortho2_ids"], n_unique))
 
-    @phase(3, "retrain_and_newton")
-    def retrain_and_newton(self):
-        "First-order and Newton parameter changes of every group, and retraining without it (unless turned off)."
-        D1 = self.engine.first_order_params(self.groups)
-        out = dict(subset_pred_dparam=D1, subset_newton_pred_dparam=self.engine.newton_params(self.groups))
-        if self.config["retrain"]:
-            out.update(retrain_results(self.map_tasks(retrain_task, [g.tolist() for g in self.groups], shared=dict(spec=self.spec()),
-                                                      batched=True, chunk_size=64, desc="retrain")))
-        return out
+# %% ../../nbs/12_counterexamples.ipynb #de12fa12
+@patch
+@phase(3, "retrain_and_newton")
+def retrain_and_newton(self: Counterexamples):
+    "First-order and Newton parameter changes of every group, and retraining without it (unless turned off)."
+    D1 = self.engine.first_order_params(self.groups)
+    out = dict(subset_pred_dparam=D1, subset_newton_pred_dparam=self.engine.newton_params(self.groups))
+    if self.config["retrain"]:
+        out.update(retrain_results(self.map_tasks(retrain_task, [g.tolist() for g in self.groups], shared=dict(spec=self.spec()),
+                                                  batched=True, chunk_size=64, desc="retrain")))
+    return out
 
-    @phase(4, "find_adversarial_test")
-    def find_adversarial_test(self):
-        "The cosines of first-order and Newton changes, and the adversarial test points under both cosine rankings."
-        D1, DN, seed = self.results["subset_pred_dparam"], self.results["subset_newton_pred_dparam"], self.config["seed"]
-        out = dict(subset_cos_dparam=dparam_cosines(D1, DN), subset_true_cos_dparam=dparam_cosines(D1, DN, 0.0))
-        out.update(adversarial_test_points(D1, DN, seed, 1e-4, "cex_"))
-        true = adversarial_test_points(D1, DN, seed, 0.0, "cex_true_cos_")
-        keep = [k for k in true if "lstsq" in k or "avg_K" in k or k in ("cex_true_cos_X", "cex_true_cos_Y", "cex_true_cos_tags")]
-        sel = np.array([("lstsq" in t) or t.startswith("cex_avg") for t in true["cex_true_cos_tags"]])  # the ranking-dependent points
-        true["cex_true_cos_X"], true["cex_true_cos_Y"] = true["cex_true_cos_X"][sel], true["cex_true_cos_Y"][sel]
-        true["cex_true_cos_tags"] = [t for t, s in zip(true["cex_true_cos_tags"], sel) if s]
-        out.update({k: true[k] for k in keep})
-        return out
+@patch
+@phase(4, "find_adversarial_test")
+def find_adversarial_test(self: Counterexamples):
+    "The cosines of first-order and Newton changes, and the adversarial test points under both cosine rankings."
+    D1, DN, seed = self.results["subset_pred_dparam"], self.results["subset_newton_pred_dparam"], self.config["seed"]
+    out = dict(subset_cos_dparam=dparam_cosines(D1, DN), subset_true_cos_dparam=dparam_cosines(D1, DN, 0.0))
+    out.update(adversarial_test_points(D1, DN, seed, 1e-4, "cex_"))
+    true = adversarial_test_points(D1, DN, seed, 0.0, "cex_true_cos_")
+    keep = [k for k in true if "lstsq" in k or "avg_K" in k or k in ("cex_true_cos_X", "cex_true_cos_Y", "cex_true_cos_tags")]
+    sel = np.array([("lstsq" in t) or t.startswith("cex_avg") for t in true["cex_true_cos_tags"]])  # the ranking-dependent points
+    true["cex_true_cos_X"], true["cex_true_cos_Y"] = true["cex_true_cos_X"][sel], true["cex_true_cos_Y"][sel]
+    true["cex_true_cos_tags"] = [t for t, s in zip(true["cex_true_cos_tags"], sel) if s]
+    out.update({k: true[k] for k in keep})
+    return out
 
-    @phase(5, "compute_test_infl")
-    def compute_test_infl(self):
-        "Every estimator's effect of the stored groups on every constructed test point."
-        rows = self.test_infl_rows()
-        out = dict(cex_subset_rows=rows)
-        for prefix, margins_only in (("cex_", False), ("cex_true_cos_", True)):
-            out.update(test_set_effects(self.engine, self.results, rows, prefix, margins_only))
-        return out
+@patch
+@phase(5, "compute_test_infl")
+def compute_test_infl(self: Counterexamples):
+    "Every estimator's effect of the stored groups on every constructed test point."
+    rows = self.test_infl_rows()
+    out = dict(cex_subset_rows=rows)
+    for prefix, margins_only in (("cex_", False), ("cex_true_cos_", True)):
+        out.update(test_set_effects(self.engine, self.results, rows, prefix, margins_only))
+    return out
 
 # %% ../../nbs/12_counterexamples.ipynb #d1f8da66
 def _constructed_rows(results):
