@@ -12,11 +12,13 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import tensorflow as tf
 from .data import load_dataset
+from .datasets.shapes import make_animals_shaped, make_spam_shaped
+from .store import atomic_open
 from .objective import Features, objective_and_gradient, per_example_gradients, project_gauge, logits, probabilities
 from .hessian import hessian
 from .model import LogisticRegression, l2_reg_from_relative
 from .influence import GroupInfluence, Target
-from .groups import pick_fixed_test
+from .groups import group_indicator, pick_fixed_test
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from sklearn.exceptions import ConvergenceWarning
 
@@ -101,18 +103,11 @@ def synthetic_binary(n: int = 20000, # training points
 def _shape_data(shape, quick):
     "(x, y, x_test, y_test) of a shape, full size or a smoke-test size."
     if shape == "binary": return synthetic_binary(1000, 15) if quick else synthetic_binary()
-    if shape == "text":
-        if quick:
-            from groupinf.datasets.shapes import make_spam_shaped
-            d = make_spam_shaped(0, n_train=400, n_test=100, vocab_size=800)
-        else: d = load_dataset("spam_shaped")
-    elif shape == "images": d = load_dataset("mnist_5k") if quick else load_dataset("mnist_shaped")  # quick: pooled below
-    elif shape == "features":
-        if quick:
-            from groupinf.datasets.shapes import make_animals_shaped
-            d = make_animals_shaped(0, n_train_per_class=40, n_test_per_class=10, num_features=64)
-        else: d = load_dataset("animals_shaped")
-    else: raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
+    if shape not in SHAPES: raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
+    if not quick: d = load_dataset({"text": "spam_shaped", "images": "mnist_shaped", "features": "animals_shaped"}[shape])
+    elif shape == "text": d = make_spam_shaped(0, n_train=400, n_test=100, vocab_size=800)
+    elif shape == "images": d = load_dataset("mnist_5k")  # pooled below
+    else: d = make_animals_shaped(0, n_train_per_class=40, n_test_per_class=10, num_features=64)
     x, y, xt = d.train.x, d.train.labels, d.test.x
     if shape == "images" and quick:  # 500 digits average-pooled to 7 × 7 pixels: P = 500
         pool = lambda a: a.reshape(-1, 7, 4, 7, 4).mean((2, 4)).reshape(len(a), 49)
@@ -161,9 +156,6 @@ def gradient_norms(problem: Problem, # the problem
     _, G, _ = objective_and_gradient(m.layout_, X, problem.y, W.T, m.l2_reg, T.T)
     return np.linalg.norm(G.numpy(), axis=0)
 
-def _sk_params(sk, layout):
-    return np.concatenate([sk.coef_.ravel(), sk.intercept_])
-
 def sklearn_fit(problem: Problem, weights=None, warm=None, max_iter: int = 2048, dense: bool = False):
     "The original's fit: scikit-learn L-BFGS (tol 1e-8), from zero or warm-started at `warm` (P,): (θ, iterations)."
     m = problem.model; lay = m.layout_
@@ -174,7 +166,7 @@ def sklearn_fit(problem: Problem, weights=None, warm=None, max_iter: int = 2048,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         sk.fit(x, problem.y, sample_weight=weights)
-    return project_gauge(lay, _sk_params(sk, lay)).numpy(), int(np.max(sk.n_iter_))
+    return project_gauge(lay, np.concatenate([sk.coef_.ravel(), sk.intercept_])).numpy(), int(np.max(sk.n_iter_))
 
 def sklearn_retrain(problem: Problem, groups, dense: bool = False):
     "The original's retraining: `sklearn_fit` warm-started at θ̂ with zero weights on each group: (θ's, iterations)."
@@ -183,10 +175,6 @@ def sklearn_retrain(problem: Problem, groups, dense: bool = False):
         w = np.ones(problem.n); w[g] = 0
         out.append(sklearn_fit(problem, w, problem.model.params, dense=dense))
     return np.array([t for t, _ in out]), np.array([i for _, i in out])
-
-def _dense_aug(problem):
-    x = problem.x.toarray() if sp.issparse(problem.x) else problem.x
-    return np.hstack([x, np.ones((problem.n, 1))])
 
 def dense_newton(H, # the Hessian (P × P, numpy)
                  Xa, # training features with a column of ones (n × P)
@@ -260,11 +248,8 @@ def bench_retrain(problem: Problem, K: int, repeats: int = 3, baseline_repeats: 
     t_ours, ts_ours, r = median_time(lambda: eng.retrain(groups), repeats, warmup=lambda: eng.retrain(groups[:2]))
     t_base, ts_base, (th_base, it_base) = median_time(lambda: sklearn_retrain(problem, groups), baseline_repeats or repeats,
                                                       warmup=False)
-    if sp.issparse(problem.x):  # the original's dense input, timed once
-        t_dense = median_time(lambda: sklearn_retrain(problem, groups, dense=True), 1, warmup=False)[0]
     theta = problem.model.params
-    W = np.ones((K, problem.n))
-    for j, g in enumerate(groups): W[j, g] = 0
+    W = 1 - group_indicator(groups, problem.n).toarray()  # each group's sample weights
     gn_ours, gn_base = gradient_norms(problem, theta + r.dparams, W), gradient_norms(problem, th_base, W)
     diff = np.abs(theta + r.dparams - th_base).max() / np.abs(r.dparams).max()
     out = dict(item="retrain", shape=problem.name, n=problem.n, P=problem.P, K=K, ours=t_ours, baseline=t_base,
@@ -273,7 +258,9 @@ def bench_retrain(problem: Problem, K: int, repeats: int = 3, baseline_repeats: 
                ours_within_tol=bool(np.all(gn_ours <= r.thresholds)), at_least_as_close=bool(np.all(gn_ours <= gn_base)),
                rel_param_diff=float(diff), strategy=eng.strategy, ours_newton_iters=r.n_iter.tolist(),
                base_lbfgs_iters=it_base.tolist(), ours_times=ts_ours, base_times=ts_base)
-    if sp.issparse(problem.x): out.update(baseline_dense=t_dense, ratio_dense=t_dense / t_ours)
+    if sp.issparse(problem.x):  # the original's dense input, timed once
+        t_dense = median_time(lambda: sklearn_retrain(problem, groups, dense=True), 1, warmup=False)[0]
+        out.update(baseline_dense=t_dense, ratio_dense=t_dense / t_ours)
     _say(f"[{problem!r}] 2. retraining without {K} groups (sizes {min(map(len, groups))}–{max(map(len, groups))})",
          f"   ours {t_ours:.3f} s (+ engine build {t_build:.3f} s, {eng.strategy}) | scikit-learn L-BFGS warm-started "
          f"{t_base:.3f} s  →  {out['ratio']:.1f}× ({out['ratio_with_build']:.1f}× counting the build)" +
@@ -291,7 +278,7 @@ def bench_newton(problem: Problem, K: int, repeats: int = 3, baseline_repeats: i
     if not problem.model.layout_.binary: raise ValueError("bench_newton's baselines are for binary models")
     groups = random_groups(problem.n, K, seed)
     t_build, _, eng = (0.0, None, engine) if engine is not None else median_time(problem.engine, 1, warmup=False)
-    Xa = _dense_aug(problem)
+    Xa = np.hstack([problem.x.toarray() if sp.issparse(problem.x) else problem.x, np.ones((problem.n, 1))])
     p = 1 / (1 + np.exp(-(Xa @ problem.model.params)))
     curv = p * (1 - p); G = (p - problem.y)[:, None] * Xa
     H = (Xa * curv[:, None]).T @ Xa + problem.model.l2_reg * np.diag(np.r_[np.ones(Xa.shape[1] - 1), 0.0])
@@ -368,7 +355,6 @@ def bench_scaling(ns=(1000, 2000, 4137), # training e-mails at the full vocabula
                   vocabs=(2000, 4000, 8000), # vocabulary sizes at the full number of e-mails
                   K: int = 16, repeats: int = 2, quick: bool = False) -> dict:
     "Item 6: how fit, first-order and retraining times grow with n, P and non-zeros on the text shape."
-    from groupinf.datasets.shapes import make_spam_shaped
     configs = [(n, max(vocabs)) for n in ns] + [(max(ns), v) for v in vocabs if v != max(vocabs)]
     rows = []
     for n, v in configs:
@@ -442,18 +428,18 @@ QUICK = dict(K_retrain=dict(binary=4, text=4, images=3, features=3), K_newton=di
 def summary_table(results):
     "One row per measurement: times, ratio (baseline / ours; for the Hessian, our rate / NumPy's) and the target."
     import pandas as pd
-    rows = [dict(item=r["item"], shape=r["shape"], n=r["n"], P=r["P"], K=r.get("K", ""), ours_s=r["ours"],
-                 baseline_s=r["baseline"], ratio=r["ratio"], target=TARGETS.get((r["item"], r["shape"]), np.nan))
-            for r in results if r["item"] not in ("scaling", "full_run")]
-    rows += [dict(item="retrain incl. build", shape=r["shape"], n=r["n"], P=r["P"], K=r["K"], ours_s=r["ours"] + r["build"],
-                  baseline_s=r["baseline"], ratio=r["ratio_with_build"], target=np.nan) for r in results if r["item"] == "retrain"]
-    rows += [dict(item=f"{r['item']} vs dense input", shape=r["shape"], n=r["n"], P=r["P"], K=r.get("K", ""), ours_s=r["ours"],
-                  baseline_s=r["baseline_dense"], ratio=r["ratio_dense"], target=np.nan) for r in results if "ratio_dense" in r]
-    rows += [dict(item="full run", shape=r["shape"], n="", P="", K=r["K"], ours_s=r["ours"], baseline_s=np.nan,
-                  ratio=RUN_BUDGETS.get(r["shape"], np.nan) / r["ours"], target=1.0) for r in results if r["item"] == "full_run"]
-    rows += [dict(item="full run peak memory", shape=r["shape"], n="", P="", K=r["K"], ours_s=np.nan, baseline_s=np.nan,
-                  peak_gb=r["peak_rss_gb"], ratio=RUN_MEMORY_GB / r["peak_rss_gb"], target=1.0)
-             for r in results if r["item"] == "full_run"]
+    def row(r, **kw):  # a result's own columns, with some replaced
+        return {**dict(item=r["item"], shape=r["shape"], n=r["n"], P=r["P"], K=r.get("K", ""), ours_s=r["ours"],
+                       baseline_s=r["baseline"], ratio=r["ratio"], target=np.nan), **kw}
+    runs = [r for r in results if r["item"] == "full_run"]
+    rows = [row(r, target=TARGETS.get((r["item"], r["shape"]), np.nan)) for r in results if r["item"] not in ("scaling", "full_run")]
+    rows += [row(r, item="retrain incl. build", ours_s=r["ours"] + r["build"], ratio=r["ratio_with_build"])
+             for r in results if r["item"] == "retrain"]
+    rows += [row(r, item=f"{r['item']} vs dense input", baseline_s=r["baseline_dense"], ratio=r["ratio_dense"])
+             for r in results if "ratio_dense" in r]
+    rows += [row(r, item="full run", ratio=RUN_BUDGETS.get(r["shape"], np.nan) / r["ours"], target=1.0) for r in runs]
+    rows += [row(r, item="full run peak memory", ours_s=np.nan, peak_gb=r["peak_rss_gb"], ratio=RUN_MEMORY_GB / r["peak_rss_gb"],
+                 target=1.0) for r in runs]
     df = pd.DataFrame(rows)
     if len(df): df["meets_target"] = (df.ratio >= df.target).where(df.target.notna(), "")
     return df
@@ -476,7 +462,7 @@ def run_benchmark(quick: bool = False, # tiny sizes: a smoke test of every code 
         if not set(items) & {"fit", "retrain", "newton", "first_order", "hessian"}: break
         prob = problem(shape, quick)
         _say(f"{prob!r}: fitted in {prob.fit_seconds:.1f} s (setup)")
-        br = cfg["baseline_repeats"][shape] if not quick else 1
+        br = cfg["baseline_repeats"][shape]
         if "fit" in items: results.append(bench_fit(prob, repeats if shape in ("binary", "text") else 1, br))
         needs_engine = set(items) & {"retrain", "newton", "first_order"}
         eng, t_build = None, 0.0
@@ -495,7 +481,7 @@ def run_benchmark(quick: bool = False, # tiny sizes: a smoke test of every code 
         kw = dict(ns=(150, 300, 600), vocabs=(300, 600, 1200), K=6, repeats=1) if quick else {}
         results.append(bench_scaling(**kw))
     if "runs" in items:
-        for ds in (cfg["runs"] or ()): results.append(full_run(ds))
+        for ds in cfg["runs"]: results.append(full_run(ds))
     table = summary_table(results)
     import pandas as pd
     shown = table.drop(columns=["target", "meets_target"], errors="ignore") if quick else table
@@ -539,10 +525,8 @@ def run_bench(args):
     print(set_threads(args.threads), flush=True)
     results, table = run_benchmark(args.quick, args.shapes, args.items, args.repeats)
     if args.json:
-        payload = {"machine": machine_info(), "results": results}
-        d = os.path.dirname(os.path.abspath(args.json))
-        with tempfile.NamedTemporaryFile("w", dir=d, suffix=".tmp", delete=False) as f:
-            json.dump(payload, f, indent=1, default=lambda v: v.item() if hasattr(v, "item") else str(v)); tmp = f.name
-        os.replace(tmp, args.json)
+        with atomic_open(args.json, "w") as f:
+            json.dump({"machine": machine_info(), "results": results}, f, indent=1,
+                      default=lambda v: v.item() if hasattr(v, "item") else str(v))
         print(f"results written to {args.json}")
     return results, table

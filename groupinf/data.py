@@ -101,9 +101,7 @@ class Datasets:
         return int(max(int(s.labels.max()) for _, s in self.splits)) + 1
 
     def __post_init__(self):
-        given = [(k, s) for k, s in (("train", self.train), ("validation", self.validation), ("test", self.test))
-                 if s is not None and s.num_examples]
-        widths = {k: s.num_features for k, s in given}
+        widths = {k: s.num_features for k, s in self.splits}
         if len(set(widths.values())) > 1:
             raise DataError(f"splits must have the same number of features, got {widths}")
 
@@ -236,40 +234,30 @@ def file_digests(path # a data file
 
 _OPT_OUT = "pass verify=False to load_dataset, --no-verify to groupinf, or set GROUPINF_VERIFY=0"
 
-def _mismatch_message(path, remote: RemoteFile, kind: str, have: str) -> str:
-    where = " or ".join(remote.urls)
-    return (f"{path} is not the file groupinf expects: its {kind} is {have}, the pinned {kind} is {remote.checksum[1]}. "
-            f"The right file comes from {where}. Move or delete this file and groupinf downloads the right one; to use "
+def _mismatch_message(path, remote: RemoteFile, kind: str, have: str, want: str) -> str:
+    "Why `path` is refused: it fails the pinned checksum, or (no checksum is published) the SHA-256 recorded at its download."
+    if remote.checksum is None:
+        return (f"{path} changed since groupinf downloaded it: its sha256 is {have}, the one recorded at the "
+                f"download is {want} (its source publishes no checksum). Move or delete it and groupinf "
+                f"downloads it again from {remote.url}; to use it anyway, {_OPT_OUT}")
+    return (f"{path} is not the file groupinf expects: its {kind} is {have}, the pinned {kind} is {want}. The right file "
+            f"comes from {' or '.join(remote.urls)}. Move or delete this file and groupinf downloads the right one; to use "
             f"it anyway (a variant you chose), {_OPT_OUT}")
-
-def _verify_recorded(path: Path, remote: RemoteFile) -> Path:
-    "A file with no published checksum: compared with the SHA-256 recorded when groupinf downloaded it, if it did."
-    recorded = _read_stamp(path).get("recorded_sha256")
-    if recorded is None: return path                                    # placed by hand: nothing to compare with
-    if not verification_enabled():
-        warnings.warn(f"{path} is used without comparing it with the SHA-256 recorded at its download (verification "
-                      f"is turned off)", UnverifiedDataWarning, stacklevel=3)
-        return path
-    have = file_digests(path)["sha256"]
-    if have != recorded:
-        raise ChecksumError(f"{path} changed since groupinf downloaded it: its sha256 is {have}, the one recorded at the "
-                            f"download is {recorded} (its source publishes no checksum). Move or delete it and groupinf "
-                            f"downloads it again from {remote.url}; to use it anyway, {_OPT_OUT}")
-    return path
 
 def verify_file(path, # a file under the data directory
                 remote: RemoteFile # what it should be
                ) -> Path:
     "`path` once its digest matches the pinned checksum, or the one recorded when it was downloaded; unchecked files warn."
-    if remote.checksum is None: return _verify_recorded(Path(path), remote)
-    kind, want = remote.checksum
+    path = Path(path)
+    kind, want = remote.checksum or ("sha256", _read_stamp(path).get("recorded_sha256"))
+    if want is None: return path          # no published checksum, and not downloaded by groupinf: nothing to compare with
     if not verification_enabled():
-        warnings.warn(f"{path} is used without checking its pinned {kind} (verification is turned off)",
-                      UnverifiedDataWarning, stacklevel=2)
-        return Path(path)
+        what = f"checking its pinned {kind}" if remote.checksum else "comparing it with the SHA-256 recorded at its download"
+        warnings.warn(f"{path} is used without {what} (verification is turned off)", UnverifiedDataWarning, stacklevel=2)
+        return path
     have = file_digests(path)[kind]
-    if have.lower() != want.lower(): raise ChecksumError(_mismatch_message(path, remote, kind, have))
-    return Path(path)
+    if have.lower() != want.lower(): raise ChecksumError(_mismatch_message(path, remote, kind, have, want))
+    return path
 
 # %% ../nbs/00_data.ipynb #b66a41b5
 def _fetch_to(url, dest: Path, remote: RemoteFile, timeout):
@@ -695,17 +683,12 @@ def list_datasets(data_dir=None # data directory checked for downloaded files
     "A pandas DataFrame of every registered dataset id: family, shapes on the real data, source, license, offline availability."
     import pandas as pd
     _register_families()
-    rows = []
-    for k in _LOADERS:
-        i = dataset_info(k)
-        n_train, n_val, n_test, d, classes = i.shapes
-        rows.append(dict(dataset_id=k, family=i.family, paper_name=i.paper_name, n_train=n_train,
-                         n_validation=n_val, n_test=n_test, num_features=d, num_classes=classes,
-                         available_offline=i.available(data_dir), source=i.source, license=i.license,
-                         files=len(i.files), notes=i.notes))
-    df = pd.DataFrame(rows)
-    for c in ("n_train", "n_validation", "n_test", "num_features", "num_classes"): df[c] = df[c].astype("Int64")
-    return df
+    shapes = ("n_train", "n_validation", "n_test", "num_features", "num_classes")  # the columns of DatasetInfo.shapes
+    infos = {k: dataset_info(k) for k in _LOADERS}
+    df = pd.DataFrame([dict(dataset_id=k, family=i.family, paper_name=i.paper_name, **dict(zip(shapes, i.shapes)),
+                            available_offline=i.available(data_dir), source=i.source, license=i.license,
+                            files=len(i.files), notes=i.notes) for k, i in infos.items()])
+    return df.astype({c: "Int64" for c in shapes})
 
 def list_supplements():
     "A pandas DataFrame of every registered supplement id and what it returns."
@@ -743,13 +726,12 @@ def _sklearn_loader(name, standardise, scale=1.0):
     load.__doc__ = f"scikit-learn's {name}, split 80/20 by RandomState(0)."
     return load
 
-_SKLEARN_SOURCES = {"breast_cancer": ("UCI Breast Cancer Wisconsin (Diagnostic), via scikit-learn", (455, None, 114, 30, 2)),
-                    "digits": ("UCI Optical Recognition of Handwritten Digits (8×8), via scikit-learn", (1437, None, 360, 64, 10)),
-                    "wine": ("UCI Wine, via scikit-learn", (142, None, 36, 13, 3)),
-                    "iris": ("Fisher's Iris, via scikit-learn", (120, None, 30, 4, 3))}
+_SKLEARN = {  # name: (standardise, divide the features by, source, shapes)
+    "breast_cancer": (True, 1.0, "UCI Breast Cancer Wisconsin (Diagnostic), via scikit-learn", (455, None, 114, 30, 2)),
+    "digits": (False, 16.0, "UCI Optical Recognition of Handwritten Digits (8×8), via scikit-learn", (1437, None, 360, 64, 10)),
+    "wine": (True, 1.0, "UCI Wine, via scikit-learn", (142, None, 36, 13, 3)),
+    "iris": (True, 1.0, "Fisher's Iris, via scikit-learn", (120, None, 30, 4, 3))}
 
-for _name, _std, _scale in [("breast_cancer", True, 1.0), ("digits", False, 16.0),
-                            ("wine", True, 1.0), ("iris", True, 1.0)]:
-    _src, _shapes = _SKLEARN_SOURCES[_name]
+for _name, (_std, _scale, _src, _shapes) in _SKLEARN.items():
     register_dataset(_name, DatasetInfo("embedded", _shapes, _src, "BSD-3-Clause (scikit-learn); data CC BY 4.0 (UCI)",
                                         notes="embedded; 80/20 split by RandomState(0)"))(_sklearn_loader(_name, _std, _scale))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_reproduce.ipynb #a22b1ca8
 from __future__ import annotations
-import time
+import importlib, time
 from dataclasses import dataclass, field
 import numpy as np
 
@@ -62,25 +62,20 @@ def paper_plan(num_subsets: int = 100, # sizes per group type in the main runs (
     return steps
 
 # %% ../nbs/21_reproduce.ipynb #c963e60a
+_EXPERIMENTS = {  # step kind -> (module of groupinf.experiments, experiment class, its configuration function)
+    "subsets": ("subsets", "SubsetInfluence", "subsets_config"),
+    "counterexamples": ("counterexamples", "Counterexamples", "counterexamples_config"),
+    "credit_assignment": ("credit_assignment", "CreditAssignment", "credit_assignment_config"),
+    "data_valuation": ("data_valuation", "DataValuation", "data_valuation_config"),
+    "babble_reduce": ("data_valuation", "BabbleReduce", "babble_reduce_config")}
+
 def _experiment(step: Step, out_dir, data_dir, executor, progress=True):
-    "The experiment object of a run step (None for fetch and figures)."
-    p, kw = dict(step.params), dict(out_dir=out_dir, executor=executor, progress=progress)
-    if step.kind == "subsets":
-        from groupinf.experiments.subsets import SubsetInfluence, subsets_config
-        return SubsetInfluence(subsets_config(data_dir=data_dir, **p), **kw)
-    if step.kind == "counterexamples":
-        from groupinf.experiments.counterexamples import Counterexamples, counterexamples_config
-        return Counterexamples(counterexamples_config(**p), **kw)
-    if step.kind == "credit_assignment":
-        from groupinf.experiments.credit_assignment import CreditAssignment, credit_assignment_config
-        return CreditAssignment(credit_assignment_config(data_dir=data_dir, **p), **kw)
-    if step.kind == "data_valuation":
-        from groupinf.experiments.data_valuation import DataValuation, data_valuation_config
-        return DataValuation(data_valuation_config(data_dir=data_dir, **p), **kw)
-    if step.kind == "babble_reduce":
-        from groupinf.experiments.data_valuation import BabbleReduce, babble_reduce_config
-        return BabbleReduce(babble_reduce_config(data_dir=data_dir, **p), **kw)
-    return None
+    "The experiment object of a run step (None for fetch and figures); the counterexamples' data is generated, not read."
+    if step.kind not in _EXPERIMENTS: return None
+    module, cls, config = _EXPERIMENTS[step.kind]
+    m = importlib.import_module(f"groupinf.experiments.{module}")
+    p = step.params if step.kind == "counterexamples" else dict(step.params, data_dir=data_dir)
+    return getattr(m, cls)(getattr(m, config)(**p), out_dir=out_dir, executor=executor, progress=progress)
 
 def step_done(step: Step, out_dir, data_dir=None) -> bool:
     "Whether a run step has finished (its results.npz exists); fetch and figures steps always run (they skip work themselves)."
@@ -129,7 +124,7 @@ def reproduce(out_dir, # where the runs go
     ran = []
     for s in steps:
         if only and not any(s.name.startswith(o) for o in only): continue
-        if s.kind not in ("fetch", "figures") and step_done(s, out_dir, data_dir): continue
+        if step_done(s, out_dir, data_dir): continue
         run_step(s, out_dir, data_dir, executor, progress); ran.append(s.name)
     return ran
 

@@ -44,13 +44,16 @@ def read_idx(path, # a gzip-compressed IDX file
 # %% ../../nbs/01_datasets_mnist.ipynb #f55feee3
 def _flat(a): return a.reshape(len(a), -1)
 
-def _mnist_raw(data_dir):
+def _mnist_splits(data_dir, validation_size):
+    "(pixels, labels) of train, validation (the first `validation_size` training images) and test, as uint8."
     paths = {k: ensure_remote(f, data_dir) for k, f in MNIST_FILES.items()}
     imgs = {k: _flat(read_idx(p, 2051)) if "images" in k else read_idx(p, 2049) for k, p in paths.items()}
     for split in ("train", "t10k"):
         if len(imgs[f"{split}-images"]) != len(imgs[f"{split}-labels"]):
             raise DataError(f"{split}: {len(imgs[f'{split}-images'])} images but {len(imgs[f'{split}-labels'])} labels")
-    return imgs, paths
+    x, y, v = imgs["train-images"], imgs["train-labels"], validation_size
+    if not 0 <= v <= len(x): raise DataError(f"validation_size must be in 0..{len(x)}, got {v}")
+    return (x[v:], y[v:]), (x[:v], y[:v]), (imgs["t10k-images"], imgs["t10k-labels"])
 
 def _scaled(pixels, dtype): return pixels.astype(dtype) / 255
 
@@ -63,12 +66,7 @@ def load_mnist(data_dir=None, # data directory
                dtype=np.float64 # float type of the features
               ) -> Datasets:
     "MNIST: train 55,000, validation 5,000 (the first training images), test 10,000; 784 pixels in [0, 1]."
-    raw, _ = _mnist_raw(data_dir)
-    x, y = raw["train-images"], raw["train-labels"].astype(np.int64)
-    if not 0 <= validation_size <= len(x): raise DataError(f"validation_size must be in 0..{len(x)}, got {validation_size}")
-    v = validation_size
-    return Datasets(DataSet(_scaled(x[v:], dtype), y[v:]), DataSet(_scaled(x[:v], dtype), y[:v]),
-                    DataSet(_scaled(raw["t10k-images"], dtype), raw["t10k-labels"].astype(np.int64)))
+    return Datasets(*(DataSet(_scaled(x, dtype), y.astype(np.int64)) for x, y in _mnist_splits(data_dir, validation_size)))
 
 # %% ../../nbs/01_datasets_mnist.ipynb #d20fea52
 @register_dataset("mnist_small", DatasetInfo(
@@ -81,18 +79,15 @@ def load_mnist_small(data_dir=None, # data directory
                      force_refresh: bool = False # rebuild the cache
                     ) -> Datasets:
     "MNIST with a random tenth of the training set: train 5,500, validation 5,000, test 10,000."
-    paths = {k: ensure_remote(f, data_dir) for k, f in MNIST_FILES.items()}
-    params = dict(validation_size=validation_size, random_seed=random_seed, source=source_fingerprint(*paths.values()))
+    paths = [ensure_remote(f, data_dir) for f in MNIST_FILES.values()]
+    params = dict(validation_size=validation_size, random_seed=random_seed, source=source_fingerprint(*paths))
     def build():
-        raw, _ = _mnist_raw(data_dir)
-        x, y, v = raw["train-images"], raw["train-labels"], validation_size
-        if not 0 <= v <= len(x): raise DataError(f"validation_size must be in 0..{len(x)}, got {v}")
-        perm = np.arange(len(x) - v)
+        (x, y), (xv, yv), (xt, yt) = _mnist_splits(data_dir, validation_size)
+        perm = np.arange(len(x))
         np.random.RandomState(random_seed).shuffle(perm)
-        keep = perm[: int((len(x) - v) / 10)]
-        return dict(train_pixels=x[v:][keep], train_labels=y[v:][keep], validation_pixels=x[:v],
-                    validation_labels=y[:v], test_pixels=raw["t10k-images"], test_labels=raw["t10k-labels"],
-                    train_rows=keep)
+        keep = perm[: int(len(x) / 10)]
+        return dict(train_pixels=x[keep], train_labels=y[keep], validation_pixels=xv, validation_labels=yv,
+                    test_pixels=xt, test_labels=yt, train_rows=keep)
     c = cached(dataset_dir("mnist", data_dir), "mnist_small", params, build, force_refresh)
     split = lambda s: DataSet(_scaled(c[f"{s}_pixels"], dtype), c[f"{s}_labels"].astype(np.int64))
     return Datasets(split("train"), split("validation"), split("test"), meta=dict(train_rows=c["train_rows"]))
