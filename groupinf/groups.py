@@ -84,22 +84,26 @@ def _check_labels(labels, n=None):
         raise TypeError(f"labels must be integer class ids, got dtype {labels.dtype}")
     return labels
 
+def _pool_groups(rng, pools, sizes):
+    "Per size k, k members of a random pool with at least k: (pool, sorted group) pairs; sizes no pool can fill are skipped."
+    counts = np.array([len(p) for p in pools], dtype=np.int64)
+    picks = []
+    for k in sizes:
+        eligible = np.flatnonzero(counts >= k)
+        if len(eligible) == 0: continue
+        c = rng.choice(eligible)
+        picks.append((c, _sorted_group(rng.choice(pools[c], int(k), replace=False))))
+    return picks
+
 def random_same_class_groups(rng: np.random.RandomState,  # the subset RNG, advanced in place
                              labels: np.ndarray,  # integer class label of each training point (N,)
                              sizes: Sequence[int],  # requested sizes S
                             ) -> tuple[list[str], list[np.ndarray]]:  # tags and sorted index arrays
     "One group of `k` points from one random class with at least `k` points, per size; sizes no class can fill are skipped."
     labels = _check_labels(labels)
-    classes, counts = np.unique(labels, return_counts=True)
-    members = [np.flatnonzero(labels == c) for c in classes]
-    tags, groups = [], []
-    for k in sizes:
-        eligible = np.flatnonzero(counts >= k)
-        if len(eligible) == 0: continue
-        c = rng.choice(eligible)
-        groups.append(_sorted_group(rng.choice(members[c], int(k), replace=False)))
-        tags.append(f'random_same_class-{int(classes[c])}')
-    return tags, groups
+    classes = np.unique(labels)
+    picks = _pool_groups(rng, [np.flatnonzero(labels == c) for c in classes], sizes)
+    return [f'random_same_class-{int(classes[c])}' for c, _ in picks], [g for _, g in picks]
 
 # %% ../nbs/05_groups.ipynb #c9d39493
 FIXED_TEST = MappingProxyType({
@@ -425,14 +429,8 @@ def cluster_groups(rng: np.random.RandomState,  # the subset RNG, advanced in pl
                    tag: str,  # 'same_features' or 'same_grad'
                   ) -> tuple[list[str], list[np.ndarray]]:  # tags and sorted index arrays
     "One group of `k` members of a random cluster with at least `k` members, per size; sizes no cluster can fill are skipped."
-    cluster_sizes = np.array([len(c) for c in clusters], dtype=np.int64)
-    groups = []
-    for k in sizes:
-        eligible = np.flatnonzero(cluster_sizes >= k)
-        if len(eligible) == 0: continue
-        c = rng.choice(eligible)
-        groups.append(_sorted_group(rng.choice(clusters[c], int(k), replace=False)))
-    return [tag] * len(groups), groups
+    picks = _pool_groups(rng, clusters, sizes)
+    return [tag] * len(picks), [g for _, g in picks]
 
 # %% ../nbs/05_groups.ipynb #90d89335
 def _feature_column(X, dim):
@@ -457,15 +455,6 @@ def feature_window_groups(rng: np.random.RandomState,  # the subset RNG, advance
     return ['feature_window'] * len(groups), groups
 
 # %% ../nbs/05_groups.ipynb #a4432837
-def _check_inputs(x, labels, train_grad_loss, fixed_test, fixed_test_pred_infl):
-    x = _check_matrix(x, 'x', operator=False)
-    n = x.shape[0]
-    labels = _check_labels(labels, n)
-    grads = _check_matrix(train_grad_loss, 'train_grad_loss')
-    if grads.shape[0] != n: raise ValueError(f"train_grad_loss has {grads.shape[0]} rows, expected N = {n}")
-    fixed_test, infl = _check_infl(fixed_test, fixed_test_pred_infl, n)
-    return x, labels, grads, fixed_test, infl
-
 def pick_subsets(x: np.ndarray,  # training features (N, D), dense or scipy sparse
                  labels: np.ndarray,  # integer class labels (N,)
                  train_grad_loss: np.ndarray,  # per-example loss gradients g_i at the optimum (N, P): dense, sparse or LinearOperator
@@ -485,9 +474,13 @@ def pick_subsets(x: np.ndarray,  # training features (N, D), dense or scipy spar
                  progress: bool = False,  # progress bars over the clusterings
                 ) -> tuple[list[str], list[np.ndarray]]:  # tags and sorted int64 index arrays
     "All groups of the subset-influence experiment, in the original's order from one seeded RNG."
-    x, labels, grads, fixed_test, infl = _check_inputs(x, labels, train_grad_loss, fixed_test, fixed_test_pred_infl)
-    seed = _check_int(subset_seed, 'subset_seed', 0)
+    x = _check_matrix(x, 'x', operator=False)
     n = x.shape[0]
+    labels = _check_labels(labels, n)
+    grads = _check_matrix(train_grad_loss, 'train_grad_loss')
+    if grads.shape[0] != n: raise ValueError(f"train_grad_loss has {grads.shape[0]} rows, expected N = {n}")
+    fixed_test, infl = _check_infl(fixed_test, fixed_test_pred_infl, n)
+    seed = _check_int(subset_seed, 'subset_seed', 0)
     sizes = requested_sizes(n, choice_type, rel_size, min_rel_size, max_rel_size, num_subsets)
     cluster_kw = dict(seed=seed, kmeans_clusters=kmeans_clusters, hierarchical=hierarchical, cluster_dim=cluster_dim,
                       hierarchical_max_n=hierarchical_max_n, kmeans_n_init=kmeans_n_init, progress=progress)

@@ -39,9 +39,7 @@ def hvp(layout: Layout, # the parameter layout
         max_memory: float = DEFAULT_MAX_MEMORY): # the core's memory budget (a quarter goes to the n × columns × R intermediates)
     "`H_b v_b` for every column b, from the closed-form Hessian structure (P × B)."
     x = as_features(x)
-    V = as_columns(V, x.dtype)
-    S = as_tensor(S, x.dtype)
-    S = S[:, None] if S.shape.rank == 1 else S
+    V, S = as_columns(V, x.dtype), as_columns(S, x.dtype)
     B = V.shape[1]
     lam = tf.broadcast_to(tf.reshape(as_tensor(l2_reg, x.dtype), (-1,)), (B,))
     bs = batch_size_for(max_memory, 6 * x.n * layout.num_rows * x.dtype.size)
@@ -122,11 +120,8 @@ def hessian(layout: Layout, # the parameter layout
     s = as_tensor(s, x.dtype)
     P = layout.num_params
     bs = batch_size_for(max_memory, 3 * P * x.dtype.size)
-    H = None
-    for i in range(0, x.n, bs):
-        Hb = _hessian_block(layout, x.dense_rows(i, min(i + bs, x.n)), p[i:i + bs], s[i:i + bs])
-        H = Hb if H is None else H + Hb
-    if H is None: H = tf.zeros((P, P), x.dtype)
+    H = tf.zeros((P, P), x.dtype)
+    for i in range(0, x.n, bs): H += _hessian_block(layout, x.dense_rows(i, min(i + bs, x.n)), p[i:i + bs], s[i:i + bs])
     return tf.linalg.set_diag(H, tf.linalg.diag_part(H) + as_tensor(l2_reg, x.dtype) * layout.weight_mask(x.dtype))
 
 # %% ../nbs/03_hessian.ipynb #acd17e20
@@ -164,15 +159,9 @@ def cholesky_or_raise(M, # a symmetric matrix (P × P), or a batch of them (B ×
     try: L = tf.linalg.cholesky(M)
     except tf.errors.InvalidArgumentError: L = tf.fill(tf.shape(M), tf.constant(np.nan, M.dtype))
     ref = tf.linalg.diag_part(M) if reference_diag is None else as_tensor(reference_diag, M.dtype)
-    floor = 10 * np.maximum(np.asarray(terms, np.float64), 1) * np.finfo(M.dtype.as_numpy_dtype).eps
-    piv = tf.linalg.diag_part(L) ** 2
-    if M.shape.rank == 2:
-        bad = not bool(tf.reduce_all(tf.math.is_finite(L))) or bool(tf.reduce_any(piv <= floor * tf.abs(ref)))
-        if bad: raise NotPositiveDefiniteError(message if isinstance(message, str) else message(0))
-        return L
-    finite = tf.reduce_all(tf.math.is_finite(L), axis=[1, 2]).numpy()
-    small = tf.reduce_any(piv <= tf.constant(floor, M.dtype)[:, None] * tf.abs(ref), axis=1).numpy() if M.shape[0] else np.zeros(0, bool)
-    bad = np.flatnonzero(~finite | small)
+    floor = tf.constant(10 * np.maximum(np.asarray(terms, np.float64), 1) * np.finfo(M.dtype.as_numpy_dtype).eps, M.dtype)
+    small = tf.linalg.diag_part(L) ** 2 <= (floor[..., None] if M.shape.rank == 3 else floor) * tf.abs(ref)  # pivots at rounding level
+    bad = np.flatnonzero(~tf.reduce_all(tf.math.is_finite(L), axis=[-2, -1]).numpy() | tf.reduce_any(small, axis=-1).numpy())
     if len(bad): raise NotPositiveDefiniteError(message if isinstance(message, str) else message(int(bad[0])))
     return L
 
@@ -208,10 +197,10 @@ def pcg(apply, # callable (V, cols) -> the operators of columns `cols` applied t
         B, # right-hand sides as columns (P × m)
         tol=1e-10, # relative residual at which each column stops: a scalar or one per column (m,)
         max_iter: int = 1000, # iteration limit
-        precond=None): # callable (R, cols) -> preconditioner of columns `cols` applied to R, SPD; None for plain CG
+        precond=None): # callable (rhs, cols) -> preconditioner of columns `cols` applied to rhs, SPD; None for plain CG
     "`A_j⁻¹ b_j` for every column by preconditioned CG in lockstep: (solutions, iterations, relative residuals)."
     B = tf.convert_to_tensor(B); m = int(B.shape[1])
-    prec = precond if precond is not None else (lambda R_, c: R_)
+    prec = precond if precond is not None else (lambda rhs, c: rhs)
     cols, X, R, D, rz = np.arange(m), tf.zeros_like(B), B, None, None
     rr = tf.reduce_sum(R * R, 0).numpy()
     scale = np.where(rr > 0, np.sqrt(rr), 1.0)
@@ -301,7 +290,7 @@ class JacobiPreconditioner:
     def __init__(self, layout: Layout, x: Features, probs, S):
         self.layout = layout
         p = as_tensor(probs, x.dtype)
-        S = as_tensor(S, x.dtype); S = S[:, None] if S.shape.rank == 1 else S
+        S = as_columns(S, x.dtype)
         Fdiag = p * (1 - p) * S[:, :, None]  # binary p(1 − p); softmax diag(F) = p(1 − p) too
         self.diag = pack(layout, x.squared(), Fdiag)  # P × B (or P × 1)
 
@@ -487,12 +476,6 @@ class HessianSystem:
         "`I − D Z_U H⁻¹ Z_Uᵀ D` for several groups at once (B × k × k): rows `ridx` (B × k), scales D = `dsc` (0: padding)."
         return None
 
-    def capacitance(self, idx, weights):
-        "`I − Z_U H⁻¹ Z_Uᵀ` (k × k) of the points `idx` with removed weights `weights`, or None where it is not cheap."
-        ridx, dsc = group_row_index([idx], [weights], self.s.numpy(), self.layout.num_rows)
-        C = self.capacitances(ridx, dsc)
-        return None if C is None else C[0]
-
     def removal(self, groups, weights=None, names=None, keep_capacitance=False):
         "Solves with `H − H_{U_j}` for every group j (see `Removal`)."
         return Removal(self, groups, weights, names, keep_capacitance)
@@ -516,9 +499,7 @@ class PrimalSystem(HessianSystem):
         self.L = cholesky_or_raise(self.Hg, "the Hessian at the fitted parameters is not positive definite: "
                                    "is the model at its optimum, and l2_reg > 0?", terms=self.n)
 
-    def solve(self, V):
-        V = self.project(V)
-        return tf.linalg.cholesky_solve(self.L, V)
+    def solve(self, V): return tf.linalg.cholesky_solve(self.L, self.project(V))
 
     def capacitances(self, ridx, dsc):
         B, k = ridx.shape
@@ -534,7 +515,7 @@ class DualSystem(HessianSystem):
     def _factorise(self):
         lay, R, n = self.layout, self.layout.num_rows, self.n
         G0 = self.x.gram(self.max_memory)  # n × n
-        self.Bf = curvature_factors(lay, self.probs[:, 0, :]) * tf.sqrt(self.s)[:, None, None]  # n × R × R
+        self.Bf = self.all_rows.B  # n × R × R: the curvature factors of every point, at its weight
         BB = tf.einsum("irs,jts->irjt", self.Bf, self.Bf)  # (B_i B_jᵀ)_rt
         K = tf.reshape(BB * G0[:, None, :, None], (n * R, n * R))
         K = tf.linalg.set_diag(K, tf.linalg.diag_part(K) + self.l2_reg)
@@ -542,32 +523,22 @@ class DualSystem(HessianSystem):
         self.Kinv = tf.linalg.cholesky_solve(Lk, tf.eye(n * R, dtype=K.dtype))
         self.Kinv = 0.5 * (self.Kinv + tf.transpose(self.Kinv))
         if lay.fit_intercept:
-            Zb = tf.reshape(self.Bf, (n * R, R))  # the bias part of the curvature rows
-            self.q = self.Kinv @ Zb
+            self.Zb = tf.reshape(self.Bf, (n * R, R))  # the bias part of the curvature rows
+            self.q = self.Kinv @ self.Zb
             Nb = self.N[lay.num_weights:]
-            self.Sb = self.l2_reg * tf.matmul(Zb, self.q, transpose_a=True) + Nb @ tf.transpose(Nb)
+            self.Sb = self.l2_reg * tf.matmul(self.Zb, self.q, transpose_a=True) + Nb @ tf.transpose(Nb)
             self.Sb_inv = tf.linalg.inv(0.5 * (self.Sb + tf.transpose(self.Sb)))
 
-    def _zw(self, Vw):
-        "`Z_w V_w` (nR × m): the weight part of the curvature rows times weight directions."
-        lay = self.layout
-        V = tf.concat([Vw, tf.zeros((self.P - lay.num_weights, Vw.shape[1]), Vw.dtype)], 0)
-        U = logits_direction(lay, self.x, V)  # n × m × R (no bias part)
-        return tf.reshape(tf.transpose(tf.einsum("irs,ijs->ijr", self.Bf, U), (0, 2, 1)), (self.n * lay.num_rows, -1))
-
     def _zwt(self, Y):
-        "`Z_wᵀ Y` (Pw × m) for Y (nR × m)."
-        lay = self.layout
-        A = tf.einsum("irs,irj->ijs", self.Bf, tf.reshape(Y, (self.n, lay.num_rows, -1)))
-        return pack(lay, self.x, A)[:lay.num_weights]
+        "`Z_wᵀ Y` (Pw × m) for Y (nR × m): the weight part of the curvature rows, combined by Y."
+        return self.all_rows.tmul(Y)[:self.layout.num_weights]
 
     def solve(self, V):
         lay, lam = self.layout, self.l2_reg
         V = self.project(V); Pw = lay.num_weights
-        t = self.Kinv @ self._zw(V[:Pw])
+        t = self.Kinv @ self.all_rows.mul(tf.concat([V[:Pw], tf.zeros_like(V[Pw:])], 0))  # K⁻¹ Z_w V_w
         if not lay.fit_intercept: return (V - self._zwt(t)) / lam
-        Zb = tf.reshape(self.Bf, (-1, lay.num_rows))
-        xb = self.Sb_inv @ (V[Pw:] - tf.matmul(Zb, t, transpose_a=True))
+        xb = self.Sb_inv @ (V[Pw:] - tf.matmul(self.Zb, t, transpose_a=True))
         xw = (V[:Pw] - self._zwt(t + lam * self.q @ xb)) / lam
         return self.project(tf.concat([xw, xb], 0))
 
@@ -613,7 +584,7 @@ class MatrixFreeSystem(HessianSystem):
     def solve(self, V):
         V = self.project(V)
         X, _, res = pcg(lambda D, c: self.project(self.hvp(D)), V, self.cg_tol, max(100, 2 * self.P),
-                        lambda R_, c: self.precondition(R_))
+                        lambda rhs, c: self.precondition(rhs))
         if not (np.all(np.isfinite(res)) and np.all(res <= self.cg_tol)):
             raise ConvergenceError(f"conjugate gradient on H reached relative residual {np.nanmax(res):.2e} > {self.cg_tol:.0e} "
                                    "(is the Hessian singular, e.g. l2_reg = 0 with collinear features?)")
@@ -643,8 +614,9 @@ def _not_positive_definite(j):
             "unique minimum (e.g. it removes every point that determines a bias); increase l2_reg or change the group")
 
 def _set_cols(M, cols, values):
-    "M (P × m) with columns `cols` replaced by `values`."
-    return tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(M), np.asarray(cols)[:, None], tf.transpose(values)))
+    "M (P × m, or n × m × R) with its columns `cols` (on axis 1) replaced by `values`."
+    perm = [1, 0] + list(range(2, M.shape.rank))
+    return tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(M, perm), np.asarray(cols)[:, None], tf.transpose(values, perm)), perm)
 
 class Removal:
     "Solves with `H − H_{U_j}` at θ̂, column j for group j: Woodbury, dense or iterative per group, applied in batch."
@@ -654,7 +626,7 @@ class Removal:
                  names=None, # how to name each group in errors (its position by default)
                  keep_capacitance: bool = False): # keep the Woodbury groups' capacitance matrices (for `spectra`)
         self.system, self.groups = system, [np.asarray(g, np.int64) for g in groups]
-        self.keep_capacitance = keep_capacitance
+        self.keep_capacitance, self._row_cache = keep_capacitance, {}
         self.names = list(range(len(self.groups))) if names is None else list(names)
         s = system.s.numpy()
         self.weights = [s[g] if weights is None or weights[j] is None else np.asarray(weights[j], np.float64)
@@ -688,14 +660,12 @@ class Removal:
             M = sys_.Hg[None] - tf.matmul(Z, Z, transpose_a=True)
             self.Ld = cholesky_or_raise(M, name(self.dense_), reference_diag=tf.linalg.diag_part(sys_.Hg)[None] * tf.ones((B, 1), M.dtype),
                                         terms=self.k[self.dense_])
-        self._pos = {int(j): i for i, j in enumerate(self.wood)}
-        self._dpos = {int(j): i for i, j in enumerate(self.dense_)}
 
     def _woodbury(self, V, cols):
         "`(H − Z_UᵀZ_U)⁻¹ v = w + H⁻¹Z_Uᵀ C_U⁻¹ Z_U w`, w = H⁻¹v, for Woodbury groups `cols` (one per column), in batch."
         sys_ = self.system
         W = sys_.solve(V)
-        pos = np.array([self._pos[int(j)] for j in cols])
+        pos = np.searchsorted(self.wood, cols)  # the groups' places in the Woodbury batch
         Y = sys_.all_rows.mul(W)  # nR × m: every curvature row of H times every column
         ridx = self.ridx[pos]
         cidx = np.broadcast_to(np.arange(len(cols))[:, None], ridx.shape)
@@ -722,7 +692,7 @@ class Removal:
             Vs = tf.gather(V, sel, axis=1)
             if route == "woodbury": Xs = self._woodbury(Vs, cols[sel])
             elif route == "dense":
-                L_ = tf.gather(self.Ld, [self._dpos[int(j)] for j in cols[sel]])
+                L_ = tf.gather(self.Ld, np.searchsorted(self.dense_, cols[sel]))
                 Xs = tf.transpose(tf.linalg.cholesky_solve(L_, tf.transpose(Vs)[:, :, None])[:, :, 0])
             else: Xs = sys_.precondition(Vs)
             out = _set_cols(out, sel, Xs)
@@ -741,9 +711,8 @@ class Removal:
 
     def _rows(self, j):
         "The curvature rows of group j (built once)."
-        if not hasattr(self, "_rows_cache"): self._rows_cache = {}
-        if int(j) not in self._rows_cache: self._rows_cache[int(j)] = self.system.group_rows(self.groups[j], self.weights[j])
-        return self._rows_cache[int(j)]
+        if int(j) not in self._row_cache: self._row_cache[int(j)] = self.system.group_rows(self.groups[j], self.weights[j])
+        return self._row_cache[int(j)]
 
     def solve(self, V, tol=None):
         "`(H − H_{U_j})⁻¹ v_j` for every group (column j of V), exactly or by CG to `tol` (the system's cg_tol)."
@@ -754,7 +723,7 @@ class Removal:
         if len(it):
             tol = self.system.cg_tol if tol is None else tol
             Xi, _, res = pcg(lambda D, c: self.operator(D, it[c]), tf.gather(V, it, axis=1), tol,
-                             max(100, 2 * self.system.P), lambda R_, c: self.system.precondition(R_))
+                             max(100, 2 * self.system.P), lambda rhs, c: self.system.precondition(rhs))
             if not (np.all(np.isfinite(res)) and np.all(res <= tol)):
                 bad = it[int(np.nanargmax(res))]
                 raise ConvergenceError(f"conjugate gradient on H − H_U for group {self.names[bad]} reached relative residual "
@@ -772,8 +741,7 @@ class Removal:
             ev = 1 - tf.linalg.eigvalsh(0.5 * (C + tf.linalg.matrix_transpose(C))).numpy()  # padding adds zeros, never top ones
             for i, j in enumerate(self.wood): out[j] = np.sort(ev[i])[-min(int(self.k[j]), P):]
         for j in self.dense_:
-            rows = self.system.group_rows(self.groups[j], self.weights[j])
-            Wm = tf.linalg.triangular_solve(self.system.L, tf.transpose(rows.dense()), lower=True)
+            Wm = tf.linalg.triangular_solve(self.system.L, tf.transpose(self._rows(j).dense()), lower=True)
             G = tf.matmul(Wm, Wm, transpose_b=True) if Wm.shape[0] <= Wm.shape[1] else tf.matmul(Wm, Wm, transpose_a=True)
             out[j] = np.sort(tf.linalg.eigvalsh(0.5 * (G + tf.transpose(G))).numpy())
         return out

@@ -375,14 +375,10 @@ class Retrained:
 
 def _unique_rows(W):
     "The distinct rows of W in order of first appearance, and the index of each row's copy among them."
-    import hashlib
-    seen, first, inv = {}, [], np.empty(len(W), int)
-    for i, w in enumerate(W):
-        cands = seen.setdefault(hashlib.sha1(w.tobytes()).digest(), [])
-        j = next((j for j in cands if np.array_equal(W[first[j]], w)), None)
-        if j is None: j = len(first); first.append(i); cands.append(j)
-        inv[i] = j
-    return W[first], inv
+    rows = np.ascontiguousarray(W).view(np.dtype((np.void, W.dtype.itemsize * W.shape[1])))[:, 0]  # each row as one byte string
+    _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # the distinct rows by first appearance
+    return W[first[order]], np.argsort(order)[inv]
 
 # %% ../nbs/04_influence.ipynb #0a950b52
 @patch
@@ -412,9 +408,8 @@ def retrain_weights(self: GroupInfluence,
         raise ValueError(f"retraining row {j} (group {j}) removes every point of class {k}: the bias of class {k} "
                          "then has no finite optimum")
     W, inv = _unique_rows(W)
-    k_rows = [self.layout.num_rows * int(np.count_nonzero(s - w)) for w in W]
     batches = ([np.arange(i, min(i + batch_size, len(W))) for i in range(0, len(W), batch_size)] if batch_size
-               else self._batches([np.zeros(k // self.layout.num_rows, int) for k in k_rows]))
+               else self._batches([np.flatnonzero(w != s) for w in W]))  # sized by the points each row reweights
     D, gn, thr, it = np.zeros((len(W), self.P)), np.zeros(len(W)), np.zeros(len(W)), np.zeros(len(W), int)
     for idx in tqdm(batches, desc=desc, disable=not self.progress, leave=False):
         D[idx], gn[idx], thr[idx], it[idx] = self._retrain_batch(W[idx])

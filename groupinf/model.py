@@ -15,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from .objective import (Layout, Features, as_features, as_tensor, check_weights, logits,
                                 losses_from_logits, objective_and_gradient, null_basis, project_gauge, DEFAULT_MAX_MEMORY)
 from .hessian import (hvp, hessian, pcg, cholesky_or_raise, HessianSystem, KFACPreconditioner,
-                              JacobiPreconditioner, kfac_affordable, kfac_build_ops, hvp_ops, ConvergenceError)
+                              JacobiPreconditioner, kfac_affordable, kfac_build_ops, hvp_ops, ConvergenceError, _set_cols)
 
 # %% auto #0
 __all__ = ['STEP_KINDS', 'METHODS', 'HessianSteps', 'KFACSteps', 'JacobiSteps', 'SystemSteps', 'NewtonResult', 'newton_columns',
@@ -30,18 +30,13 @@ class HessianSteps:
     def update(self, probs, S, l2_reg, cols):
         for i, b in enumerate(cols):
             H = hessian(self.layout, self.x, probs[:, i], S[:, i], l2_reg[i], self.max_memory)
-            Nb = _gauge_term(self.layout, H.dtype)
+            N = null_basis(self.layout, H.dtype)  # + N Nᵀ: positive definite with the multinomial gauge, unchanged on its complement
             who = f" of problem {b}" if len(cols) > 1 or int(b) else ""
-            self.L[int(b)] = cholesky_or_raise(H + Nb, f"the Hessian{who} is singular or not positive definite: with "
-                                               "l2_reg = 0, collinear features leave no unique optimum; increase l2_reg",
+            self.L[int(b)] = cholesky_or_raise(H + N @ tf.transpose(N), f"the Hessian{who} is singular or not positive definite: "
+                                               "with l2_reg = 0, collinear features leave no unique optimum; increase l2_reg",
                                                terms=self.x.n)
-    def __call__(self, R, cols):
-        return tf.concat([tf.linalg.cholesky_solve(self.L[int(b)], R[:, i:i + 1]) for i, b in enumerate(cols)], 1)
-
-def _gauge_term(layout: Layout, dtype):
-    "`N Nᵀ`: makes the Hessian of a multinomial model with intercept positive definite without changing it on the complement."
-    N = null_basis(layout, dtype)
-    return N @ tf.transpose(N)
+    def __call__(self, rhs, cols):
+        return tf.concat([tf.linalg.cholesky_solve(self.L[int(b)], rhs[:, i:i + 1]) for i, b in enumerate(cols)], 1)
 
 class KFACSteps:
     "Kronecker-factored preconditioner at the problems' parameters (factors shared by the batch), refreshed at iterations 0, 1, 2, 4, 8… when cheap."
@@ -55,28 +50,25 @@ class KFACSteps:
             self.kfac = KFACPreconditioner(self.layout, self.x, p, s)
         self.calls += 1
         for i, b in enumerate(cols): self.lam[int(b)] = float(l2_reg[i])
-    def __call__(self, R, cols): return self.kfac(R, [self.lam[int(b)] for b in cols])
+    def __call__(self, rhs, cols): return self.kfac(rhs, [self.lam[int(b)] for b in cols])
 
 class JacobiSteps:
     "The diagonal of each problem's Hessian at its current parameters."
     exact, name = False, "newton-cg (Jacobi preconditioner)"
-    def __init__(self, layout: Layout, x: Features, max_memory: float = DEFAULT_MAX_MEMORY):
-        self.layout, self.x, self.diag = layout, x, {}
+    def __init__(self, layout: Layout, x: Features, max_memory: float = DEFAULT_MAX_MEMORY): self.layout, self.x = layout, x
     def update(self, probs, S, l2_reg, cols):
-        jc = JacobiPreconditioner(self.layout, self.x, probs, S)
-        for i, b in enumerate(cols): self.diag[int(b)] = (jc.diag[:, i], float(l2_reg[i]))
-    def __call__(self, R, cols):
-        dg = tf.stack([self.diag[int(b)][0] for b in cols], 1)
-        lam = tf.constant([self.diag[int(b)][1] for b in cols], R.dtype)
-        dg = dg + self.layout.weight_mask(R.dtype)[:, None] * lam[None]
-        return project_gauge(self.layout, R / tf.maximum(dg, 1e-12 * tf.reduce_max(dg)))
+        self.jacobi, self.lam = JacobiPreconditioner(self.layout, self.x, probs, S), np.asarray(l2_reg, np.float64)
+        self.pos = {int(b): i for i, b in enumerate(cols)}  # each problem's column in the last update
+    def __call__(self, rhs, cols):
+        i = [self.pos[int(b)] for b in cols]
+        return self.jacobi(rhs, self.lam[i], i)
 
 class SystemSteps:
     "One stored Hessian's solve (a `HessianSystem`, e.g. at θ̂) as the preconditioner of every problem: retraining."
     exact, name = False, "newton-cg (the Hessian at θ̂)"
     def __init__(self, system: HessianSystem): self.system = system
     def update(self, probs, S, l2_reg, cols): pass
-    def __call__(self, R, cols): return self.system.precondition(R)
+    def __call__(self, rhs, cols): return self.system.precondition(rhs)
 
 STEP_KINDS = {"newton": HessianSteps, "kfac": KFACSteps, "jacobi": JacobiSteps}
 
@@ -95,10 +87,6 @@ def _forcing(gn, prev, thr):
     "Eisenstat–Walker forcing terms: 0.3 first, then 0.9 (‖g‖/‖g_prev‖)², never tighter than 0.3 tol/‖g‖."
     eta = np.where(np.isnan(prev), 0.3, np.minimum(0.3, 0.9 * (gn / np.where(np.isnan(prev), 1, prev)) ** 2))
     return np.maximum(eta, 0.3 * thr / gn)
-
-def _scatter_cols(M, cols, values):
-    "M with columns `cols` replaced by `values`."
-    return tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(M), np.asarray(cols)[:, None], tf.transpose(values)))
 
 def newton_columns(layout: Layout, # the parameter layout
                    x: Features, # the features (n × d)
@@ -131,7 +119,7 @@ def newton_columns(layout: Layout, # the parameter layout
         if steps.exact: D = steps(Ga, act)
         else:
             op = lambda V, c: project_gauge(layout, hvp(layout, x, tf.gather(pa, c, axis=1), tf.gather(Sa, c, axis=1), lam_a[c], V))
-            D, _, _ = pcg(op, Ga, _forcing(gn[act], prev[act], thr[act]), cg_max_iter, lambda R_, c: steps(R_, act[c]))
+            D, _, _ = pcg(op, Ga, _forcing(gn[act], prev[act], thr[act]), cg_max_iter, lambda rhs, c: steps(rhs, act[c]))
         D = project_gauge(layout, D)
         prev[act] = gn[act]
         # line search: full step first, halving until Armijo (or, at rounding level, a smaller gradient)
@@ -146,11 +134,8 @@ def newton_columns(layout: Layout, # the parameter layout
             flat = (fc <= f[cols] + 1e-12 * np.maximum(1.0, np.abs(f[cols]))) & (gnc < gn[cols])
             ok = np.isfinite(fc) & (armijo | flat)
             if ok.any():
-                acc = cols[ok]
-                Th = _scatter_cols(Th, acc, tf.gather(cand, np.flatnonzero(ok), axis=1))
-                G = _scatter_cols(G, acc, tf.gather(Gc, np.flatnonzero(ok), axis=1))
-                probs = tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(probs, (1, 0, 2)), acc[:, None],
-                                                                 tf.transpose(tf.gather(pc, np.flatnonzero(ok), axis=1), (1, 0, 2))), (1, 0, 2))
+                acc, new = cols[ok], np.flatnonzero(ok)
+                Th, G, probs = [_set_cols(M, acc, tf.gather(M_new, new, axis=1)) for M, M_new in ((Th, cand), (G, Gc), (probs, pc))]
                 f[acc], gn[acc] = fc[ok], gnc[ok]
             todo = todo[~ok]
             if not len(todo): break
@@ -419,9 +404,7 @@ def _logits(self, X):
 @patch
 def predict_proba(self: LogisticRegression, X):
     "Class probabilities (n × K), columns in the order of `classes_`."
-    z = _logits(self, X)
-    if self.layout_.binary: z = tf.concat([tf.zeros_like(z), z], 1)
-    return tf.nn.softmax(z, axis=1).numpy()
+    return tf.nn.softmax(self.full_logits(X), axis=1).numpy()
 
 @patch
 def full_logits(self: LogisticRegression, X):

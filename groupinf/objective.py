@@ -57,18 +57,15 @@ def check_features(x, # features (n × d): a NumPy array or any SciPy sparse mat
                    dtype=np.float64, # the floating type to use
                    name: str = "x"): # the argument's name, for error messages
     "`x` as a C-contiguous array or a canonical CSR matrix of `dtype`, checked: 2-d, real, finite."
-    if sp.issparse(x):
-        if len(x.shape) != 2: raise ValueError(f"{name} must be a 2-d matrix (n, d); got shape {x.shape}")
-        _check_real(x.dtype, name)
+    sparse = sp.issparse(x)
+    x = x if sparse else np.asarray(x)
+    if len(x.shape) != 2: raise ValueError(f"{name} must be a 2-d {'matrix' if sparse else 'array'} (n, d); got shape {x.shape}")
+    _check_real(x.dtype, name)
+    if sparse:
         x = sp.csr_matrix(x, dtype=dtype, copy=True)
         x.sum_duplicates(); x.sort_indices()
-        if not np.all(np.isfinite(x.data)): raise ValueError(f"{name} contains NaN or infinite values")
-        return x
-    x = np.asarray(x)
-    if x.ndim != 2: raise ValueError(f"{name} must be a 2-d array (n, d); got shape {x.shape}")
-    _check_real(x.dtype, name)
-    x = np.ascontiguousarray(x, dtype=dtype)
-    if not np.all(np.isfinite(x)): raise ValueError(f"{name} contains NaN or infinite values")
+    else: x = np.ascontiguousarray(x, dtype=dtype)
+    if not np.all(np.isfinite(x.data if sparse else x)): raise ValueError(f"{name} contains NaN or infinite values")
     return x
 
 def check_labels(labels, # integer class labels (n,)
@@ -297,9 +294,7 @@ def objective_and_gradient(layout: Layout, # the parameter layout
                            Theta): # parameters as columns (P × B), or one vector (P,)
     "Objectives (B,), gradients (P × B) and probabilities (n × B × R) of `L_λb(θ_b; S_b)` for every column b."
     x = as_features(x)
-    Theta = as_columns(Theta, x.dtype)
-    S = as_tensor(S, x.dtype)
-    S = S[:, None] if S.shape.rank == 1 else S
+    Theta, S = as_columns(Theta, x.dtype), as_columns(S, x.dtype)
     lam = tf.reshape(as_tensor(l2_reg, x.dtype), (-1,))
     labels = tf.convert_to_tensor(np.asarray(labels, np.int64)) if not tf.is_tensor(labels) else labels
     if isinstance(x, Features) and x.compiled(Theta.shape[1]):
@@ -362,10 +357,7 @@ def group_sums(layout: Layout, # the parameter layout
     A = sp.csr_matrix(indicator)
     c = np.asarray(coefs); n, R = c.shape
     bs = batch_size_for(max_memory, 3 * n * R * 8)
-    out = []
-    for j in range(0, A.shape[0], bs):
-        Aj = A[j:j + bs].T.toarray()  # n × g
-        out.append(pack(layout, x, Aj[:, :, None] * c[:, None, :]))
+    out = [pack(layout, x, A[j:j + bs].T.toarray()[:, :, None] * c[:, None, :]) for j in range(0, A.shape[0], bs)]  # n × g × R each
     return tf.concat(out, 1) if out else tf.zeros((layout.num_params, 0), x.dtype)
 
 # %% ../nbs/02_objective.ipynb #744509d1
