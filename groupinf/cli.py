@@ -20,36 +20,24 @@ def demo(dataset: str = "breast_cancer", # an embedded dataset id
          out=None): # stream to print to (stdout when None)
     "Print first-order, Newton and actual effects of removing random groups on one test loss."
     from groupinf.data import load_dataset
-    from groupinf.objective import Features, logits, probabilities, per_example_gradients, null_basis
-    from groupinf.hessian import hessian, solve
     from groupinf.model import LogisticRegression, l2_reg_from_relative
-    out = out or sys.stdout
-    t0 = time.time()
+    from groupinf.influence import GroupInfluence, Target
+    out, t0 = out or sys.stdout, time.time()
     d = load_dataset(dataset)
     n = d.train.num_examples
     model = LogisticRegression(l2_reg_from_relative(rel_reg, n), strict=True).fit(d.train.x, d.train.labels)
     test_losses = model.losses(d.test.x, d.test.labels)
     t = int(np.argmax(test_losses))
-    lay, th, X = model.layout_, model.params, Features(d.train.x)
-    probs = probabilities(lay, logits(lay, X, th[:, None]))
-    H = hessian(lay, X, probs, np.ones(n), model.l2_reg)
-    G = per_example_gradients(lay, X, th, d.train.labels).numpy()
-    gt = per_example_gradients(lay, d.test.x[t:t + 1], th, d.test.labels[t:t + 1]).numpy()[0]
-    N = null_basis(lay)
-    infl = G @ solve(H, gt[:, None], "cholesky", N).numpy()[:, 0]  # g_i^T H^-1 ∇ℓ_t for every training point
-    print(f"{dataset}: n = {n}, P = {lay.num_params}, λ = {model.l2_reg:g}, test accuracy "
+    rng = np.random.RandomState(seed)
+    groups = [np.sort(rng.choice(n, size=min(int(k), n), replace=False)) for k in sizes]
+    engine = GroupInfluence(model, d.train.x, d.train.labels, progress=False)
+    estimators = ("first_order", "newton", "actual")
+    res = engine.influence(groups, {"test": Target.losses(d.test.x[t:t + 1], d.test.labels[t:t + 1])}, estimators=estimators)
+    print(f"{dataset}: n = {n}, P = {engine.P}, λ = {model.l2_reg:g}, test accuracy "
           f"{model.accuracy(d.test.x, d.test.labels):.3f}; target: test point {t} (loss {test_losses[t]:.4f})", file=out)
     print(f"{'size':>6} {'first-order':>12} {'Newton':>12} {'actual':>12}", file=out)
-    rng = np.random.RandomState(seed)
-    for k in sizes:
-        U = np.sort(rng.choice(n, size=min(int(k), n), replace=False))
-        w = np.ones(n); w[U] = 0
-        H_minus = hessian(lay, X, probs, w, model.l2_reg)  # the Hessian at θ̂ without the group
-        newton_step = solve(H_minus, G[U].sum(0)[:, None], "cholesky_lu", N).numpy()[:, 0]
-        refit = LogisticRegression(model.l2_reg, strict=True).fit(d.train.x, d.train.labels)
-        refit.warm_fit(d.train.x, d.train.labels, sample_weight=w)
-        actual = refit.losses(d.test.x[t:t + 1], d.test.labels[t:t + 1])[0] - test_losses[t]
-        print(f"{len(U):>6} {infl[U].sum():>12.5f} {gt @ newton_step:>12.5f} {actual:>12.5f}", file=out)
+    columns = [res[f"test_{e}"].ravel() for e in estimators]
+    for j, U in enumerate(groups): print(f"{len(U):>6}" + "".join(f" {c[j]:>12.5f}" for c in columns), file=out)
     print(f"({time.time() - t0:.1f} s)", file=out)
 
 # %% ../nbs/08_cli.ipynb #e1d2af1c
@@ -188,17 +176,22 @@ def is_own_error(e: BaseException) -> bool:
     while tb is not None and tb.tb_next is not None: tb = tb.tb_next
     return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep)
 
+def _interrupted(e: BaseException | None) -> bool:
+    "Whether `e` is Ctrl-C, or an error that Ctrl-C caused inside a library (TensorFlow can report it as a `SystemError`)."
+    while e is not None and not isinstance(e, KeyboardInterrupt): e = e.__cause__ or e.__context__
+    return e is not None
+
 def main(argv=None) -> int:
     "Entry point of the `groupinf` command; returns the exit status."
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     try:
         with _verification_from_args(args): _run(args)
-    except KeyboardInterrupt:
-        print("groupinf: interrupted; run the same command again to resume where it stopped (finished phases and "
-              "tasks are kept)", file=sys.stderr)
-        return 130
-    except Exception as e:
+    except (KeyboardInterrupt, Exception) as e:
+        if _interrupted(e):
+            print("groupinf: interrupted; run the same command again to resume where it stopped (finished phases and "
+                  "tasks are kept)", file=sys.stderr)
+            return 130
         own = is_own_error(e)
         if args.traceback or not own: traceback.print_exc(file=sys.stderr)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
