@@ -359,13 +359,13 @@ class GroupExperiment(Experiment):
         return DataSpec.of(type(self).load_data, **{k: self.config[k] for k in self.data_keys})
 
     @property
-    def data(self) -> GroupData: return self.data_spec.load()
+    def data(self) -> GroupData: "This run's data (loaded once per process)."; return self.data_spec.load()
     @property
-    def num_classes(self) -> int: return self.data.num_classes
+    def num_classes(self) -> int: "K, the number of classes."; return self.data.num_classes
     @property
-    def binary(self) -> bool: return self.num_classes == 2
+    def binary(self) -> bool: "Whether the model is binary (one weight row)."; return self.num_classes == 2
     @property
-    def groups(self) -> list: return unpad_groups(self.results["subset_indices"])
+    def groups(self) -> list: "The drawn groups, as arrays of training indices (from phase 5)."; return unpad_groups(self.results["subset_indices"])
 
     def new_model(self, l2_reg: float) -> LogisticRegression:
         "An unfitted model of this run's shape at λ = `l2_reg`."

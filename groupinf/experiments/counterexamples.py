@@ -150,7 +150,7 @@ class Counterexamples(Experiment):
         return engine_of(self.spec())
 
     @property
-    def groups(self): return [np.asarray(g, np.int64) for g in self.results["subset_indices"]]
+    def groups(self) -> list: "The exhaustive groups, as arrays of training indices (from phase 2)."; return [np.asarray(g, np.int64) for g in self.results["subset_indices"]]
 
 # %% ../../nbs/12_counterexamples.ipynb #2cc42ade
 @patch
