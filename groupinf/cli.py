@@ -178,8 +178,9 @@ def is_own_error(e: BaseException) -> bool:
 
 def _interrupted(e: BaseException | None) -> bool:
     "Whether `e` is Ctrl-C, or an error that Ctrl-C caused inside a library (TensorFlow can report it as a `SystemError`)."
-    while e is not None and not isinstance(e, KeyboardInterrupt): e = e.__cause__ or e.__context__
-    return e is not None
+    seen = set()   # a chain can loop back on itself
+    while e is not None and not isinstance(e, KeyboardInterrupt) and id(e) not in seen: seen.add(id(e)); e = e.__cause__ or e.__context__
+    return isinstance(e, KeyboardInterrupt)
 
 def main(argv=None) -> int:
     "Entry point of the `groupinf` command; returns the exit status."
